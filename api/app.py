@@ -1,0 +1,63 @@
+"""The app factory: one FastAPI app with the ingest and query routers; clients made here, closed on shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from ingest.http import build_router as build_ingest_router
+from ingest.log import EventLog
+from ingest.receive import Receiver
+from ingest.settings import Settings
+from ingest.workspaces import WorkspaceRegistry
+from projections.applier import Applier
+
+from . import errors
+from .deps import Services
+from .routers import events
+
+
+def connect(settings: Settings) -> Redis:
+    if not settings.redis_url:
+        raise ValueError(
+            "no Redis URL: set STREAMFOLD_REDIS_URL or --redis-url (or let `streamfold serve` embed one)"
+        )
+    return Redis.from_url(settings.redis_url, max_connections=256)
+
+
+def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connect(settings)
+        services = Services(settings, redis, WorkspaceRegistry(redis, settings), EventLog(redis, settings))
+        app.state.services = services
+        app.state.receiver = Receiver(services.registry, services.log, settings)
+        applier = Applier(redis, settings) if run_appliers else None
+        if applier is not None:
+            await applier.start()
+        app.state.applier = applier
+        try:
+            yield
+        finally:
+            if applier is not None:
+                await applier.stop()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Streamfold",
+        version="0.1.0",
+        summary="Segment-compatible event ingestion folded into fast read projections.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(build_ingest_router())
+    app.include_router(events.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

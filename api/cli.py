@@ -1,0 +1,317 @@
+"""The `streamfold` command: serve, fold, workspaces and keys, rebuild and digest.
+
+Every command takes `--redis-url` (or STREAMFOLD_REDIS_URL); without it, commands other than `serve`
+use the embedded server a running `streamfold serve` recorded in its data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ingest.errors import StreamfoldError
+from ingest.settings import Settings
+from ingest.workspaces import SCOPES, CreatedWorkspace, WorkspaceRegistry
+
+DEMO_WORKSPACE = "demo"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        redis_url=getattr(args, "redis_url", None),
+        partitions=getattr(args, "partitions", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+        fold_partitions=getattr(args, "fold_partitions", None),
+        key_prefix=getattr(args, "key_prefix", None),
+    )
+
+
+def _resolve_url(settings: Settings) -> Settings:
+    if settings.redis_url:
+        return settings
+    url_file = Path(settings.data_dir) / "redis.url"
+    if url_file.exists():
+        return settings.with_(redis_url=url_file.read_text().strip())
+    raise SystemExit(
+        "no Redis to talk to: pass --redis-url (or set STREAMFOLD_REDIS_URL), or start `streamfold serve` first"
+    )
+
+
+def _print_keys(created: CreatedWorkspace, as_json: bool, out: Any = sys.stdout) -> None:
+    ws = created.workspace
+    if as_json:
+        payload = {
+            "workspace": {"id": ws.id, "name": ws.name, "timezone": ws.timezone},
+            "keys": [{"key": k.key, "scopes": list(k.scopes)} for k in created.keys],
+        }
+        print(json.dumps(payload), file=out)
+        return
+    print(f"workspace  {ws.id}  name={ws.name}  timezone={ws.timezone}", file=out)
+    for k in created.keys:
+        label = "write_key" if "write" in k.scopes else "read_key "
+        print(f"{label}  {k.key}  scopes: {' '.join(k.scopes)}", file=out)
+
+
+async def _with_registry(settings: Settings, fn: Any) -> Any:
+    from api.app import connect
+
+    redis = connect(settings)
+    try:
+        return await fn(WorkspaceRegistry(redis, settings), redis)
+    finally:
+        await redis.aclose()
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_workspace_create(args: argparse.Namespace) -> int:
+    settings = _resolve_url(_settings(args))
+    created = asyncio.run(
+        _with_registry(settings, lambda reg, _r: reg.create_workspace(args.name, args.timezone))
+    )
+    _print_keys(created, args.json)
+    return 0
+
+
+def cmd_workspace_list(args: argparse.Namespace) -> int:
+    settings = _resolve_url(_settings(args))
+    for ws in asyncio.run(_with_registry(settings, lambda reg, _r: reg.list_workspaces())):
+        print(f"{ws.id}  name={ws.name}  timezone={ws.timezone}{'  (disabled)' if ws.disabled else ''}")
+    return 0
+
+
+def cmd_key_create(args: argparse.Namespace) -> int:
+    settings = _resolve_url(_settings(args))
+
+    async def run(reg: WorkspaceRegistry, _r: Any) -> str:
+        ws = await reg.find_workspace(args.workspace)
+        return await reg.create_key(ws.id, args.scope)
+
+    key = asyncio.run(_with_registry(settings, run))
+    print(f"{key}  scopes: {' '.join(args.scope)}")
+    return 0
+
+
+def cmd_key_revoke(args: argparse.Namespace) -> int:
+    settings = _resolve_url(_settings(args))
+    ok = asyncio.run(_with_registry(settings, lambda reg, _r: reg.revoke_key(args.key)))
+    print("revoked" if ok else "no such key")
+    return 0 if ok else 1
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from projections.rebuild import rebuild_and_compare
+
+    settings = _resolve_url(_settings(args))
+    parts = [args.partition] if args.partition is not None else list(range(settings.partitions))
+
+    async def run(_reg: Any, redis: Any) -> bool:
+        same = True
+        for p in parts:
+            live, rebuilt, n = await rebuild_and_compare(redis, settings.key_prefix, p)
+            if n or live != rebuilt:
+                mark = "ok" if live == rebuilt else "MISMATCH"
+                print(
+                    f"partition {p:>3}: {n} entries replayed  live={live[:16]}  rebuilt={rebuilt[:16]}  {mark}"
+                )
+            same &= live == rebuilt
+        return same
+
+    same = asyncio.run(_with_registry(settings, run))
+    print("rebuild digest equals the live digest" if same else "rebuild digest DIFFERS from the live digest")
+    return 0 if same else 1
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from projections.keys import Keyspace
+    from projections.rebuild import digest
+
+    settings = _resolve_url(_settings(args))
+
+    async def run(_reg: Any, redis: Any) -> None:
+        for p in range(settings.partitions):
+            print(f"{p} {await digest(redis, Keyspace(settings.key_prefix, p))}")
+
+    asyncio.run(_with_registry(settings, run))
+    return 0
+
+
+def cmd_fold(args: argparse.Namespace) -> int:
+    """Run appliers only (scale-out: give each process a disjoint --fold-partitions set)."""
+    from api.app import connect
+    from projections.applier import Applier
+
+    settings = _resolve_url(_settings(args))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        redis = connect(settings)
+        applier = Applier(redis, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await applier.start()
+        print(f"folding partitions {settings.fold_partitions} of {settings.partitions}", flush=True)
+        await stop.wait()
+        await applier.stop()
+        await redis.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+async def _ensure_demo(settings: Settings) -> dict[str, Any] | None:
+    """Create the demo workspace on first start; its keys are kept in the data dir for local use only."""
+    keys_file = Path(settings.data_dir) / "demo-keys.json"
+
+    async def run(reg: WorkspaceRegistry, _r: Any) -> dict[str, Any] | None:
+        try:
+            await reg.find_workspace(DEMO_WORKSPACE)
+        except StreamfoldError:
+            created = await reg.create_workspace(DEMO_WORKSPACE)
+            payload = {
+                "workspace": created.workspace.id,
+                "keys": [{"key": k.key, "scopes": list(k.scopes)} for k in created.keys],
+            }
+            keys_file.parent.mkdir(parents=True, exist_ok=True)
+            keys_file.write_text(json.dumps(payload, indent=2))
+            keys_file.chmod(0o600)
+            return payload
+        return json.loads(keys_file.read_text()) if keys_file.exists() else None
+
+    result: dict[str, Any] | None = await _with_registry(settings, run)
+    return result
+
+
+def _banner(settings: Settings, demo: dict[str, Any] | None) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        "Streamfold is running",
+        f"  API         {base}",
+        f"  OpenAPI     {base}/docs  ({base}/openapi.json)",
+        f"  tracker.js  {base}/tracker.js",
+        f"  Redis       {settings.redis_url}",
+    ]
+    if demo:
+        write = next(k["key"] for k in demo["keys"] if "write" in k["scopes"])
+        read = next(k["key"] for k in demo["keys"] if "events:read" in k["scopes"])
+        lines += [
+            "",
+            f"Demo workspace {demo['workspace']}",
+            f"  write key  {write}   (scopes: write crm:write)",
+            f"  read key   {read}   (scopes: events:read contacts:read attribution:read)",
+            "",
+            "Try it:",
+            f"  curl -s -u '{write}:' {base}/v1/track -H 'Content-Type: application/json' \\",
+            """    -d '{"userId": "user-1", "event": "signed_up", "properties": {"plan": "pro"}}'""",
+            f"  curl -s -H 'Authorization: Bearer {read}' '{base}/v1/events?limit=5'",
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.embedded import EmbeddedValkey
+
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    embedded = None
+    if not settings.redis_url:
+        embedded = EmbeddedValkey(settings.data_dir, settings.embedded_port)
+        settings = settings.with_(redis_url=embedded.start())
+    # uvicorn re-raises the signal it stopped on; make SIGTERM unwind like Ctrl-C so Valkey is shut down too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        demo = asyncio.run(_ensure_demo(settings)) if args.demo else None
+        app = create_app(settings, run_appliers=not args.no_fold)
+        print(_banner(settings, demo), flush=True)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
+        )
+        uvicorn.Server(config).run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamfold", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis-url", help="Redis ≥ 7 / Valkey URL (env STREAMFOLD_REDIS_URL)")
+    common.add_argument(
+        "--partitions", type=int, help="log partitions (env STREAMFOLD_PARTITIONS, default 16)"
+    )
+    common.add_argument("--data-dir", help="embedded server data dir (default ./.streamfold)")
+    common.add_argument("--key-prefix", help="prefix of every Redis key (default sf)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser(
+        "serve", parents=[common], help="run the HTTP app and the appliers (embedded Valkey by default)"
+    )
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--fold-partitions", help="partitions this process folds: all | none | 0-7,9")
+    s.add_argument("--no-fold", action="store_true", help="HTTP only; run `streamfold fold` elsewhere")
+    s.add_argument(
+        "--demo", action="store_true", help="create the demo workspace on first start and print its keys"
+    )
+    s.set_defaults(func=cmd_serve)
+
+    f = sub.add_parser("fold", parents=[common], help="run appliers only")
+    f.add_argument("--fold-partitions", help="partitions to fold: all | 0-7,9")
+    f.set_defaults(func=cmd_fold)
+
+    w = sub.add_parser("workspace", help="workspaces").add_subparsers(dest="action", required=True)
+    wc = w.add_parser("create", parents=[common], help="create a workspace and print its keys")
+    wc.add_argument("name")
+    wc.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
+    wc.add_argument("--json", action="store_true", help="print one JSON object")
+    wc.set_defaults(func=cmd_workspace_create)
+    wl = w.add_parser("list", parents=[common])
+    wl.set_defaults(func=cmd_workspace_list)
+
+    k = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    kc = k.add_parser("create", parents=[common], help="add a key to a workspace")
+    kc.add_argument("workspace", help="workspace name or id")
+    kc.add_argument("--scope", action="append", required=True, choices=SCOPES)
+    kc.set_defaults(func=cmd_key_create)
+    kr = k.add_parser("revoke", parents=[common], help="revoke a key")
+    kr.add_argument("key")
+    kr.set_defaults(func=cmd_key_revoke)
+
+    r = sub.add_parser(
+        "rebuild", parents=[common], help="replay the log into a fresh namespace and compare digests"
+    )
+    r.add_argument("--partition", type=int)
+    r.set_defaults(func=cmd_rebuild)
+    d = sub.add_parser("digest", parents=[common], help="print each partition's projection digest")
+    d.set_defaults(func=cmd_digest)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StreamfoldError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

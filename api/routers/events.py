@@ -1,0 +1,156 @@
+"""`/v1/events`: list, types, stats and single events, shaped exactly as the Events API reference."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from ingest.errors import InvalidRequest, NotFound
+from ingest.schema import Event
+from projections.counters import StatsQuery, read_stats
+from projections.events import EventQuery, read_event, read_event_page, read_event_types
+
+from ..deps import EventsReader, ServicesDep
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_when(value: str | None, param: str) -> int | None:
+    """ISO 8601 date or date-time → epoch ms (a date alone means its UTC midnight; no offset means UTC)."""
+    if value is None:
+        return None
+    try:
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        dt = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"{param} must be an ISO 8601 date or date-time, got {value!r}", details={"parameter": param}
+        ) from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def event_document(e: Event, *, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if e.title is not None:
+        data["title"] = e.title
+    if e.path is not None:
+        data["path"] = e.path
+    data.update(e.properties)
+    doc: dict[str, Any] = {
+        "_id": e.id,
+        "event": e.event,
+        "timestamp": iso_ms(e.timestamp),
+        "url": e.url,
+        "domain": e.domain,
+        "data": data,
+        "internal_contact_id": None,
+        "contact": None,
+        "company": None,
+    }
+    if full:
+        doc.update(
+            {
+                "type": e.kind,
+                "message_id": e.message_id,
+                "anonymous_id": e.anonymous_id,
+                "user_id": e.user_id,
+                "createdAt": iso_ms(e.received_at),
+                "referrer": e.referrer,
+                "campaign": e.campaign,
+                "properties": e.properties,
+                "context": e.context,
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "library": {"name": e.library_name, "version": e.library_version},
+            }
+        )
+    return doc
+
+
+BoolParam = Annotated[bool, Query()]
+
+
+@router.get("")
+async def list_events(
+    tenant: EventsReader,
+    services: ServicesDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    event_type: str | None = None,
+    domain: str | None = None,
+    date_after: str | None = None,
+    date_before: str | None = None,
+    sort_by: Literal["timestamp"] = "timestamp",
+    sort_dir: Literal["asc", "desc"] = "desc",
+    count_only: BoolParam = False,
+) -> dict[str, Any]:
+    q = EventQuery(
+        event_type=event_type,
+        domain=domain.lower() if domain else None,
+        after_ms=parse_when(date_after, "date_after"),
+        before_ms=parse_when(date_before, "date_before"),
+        descending=sort_dir == "desc",
+        offset=(page - 1) * limit,
+        limit=limit,
+    )
+    total, events = await read_event_page(
+        services.redis, services.log, tenant.ks, tenant.id, q, count_only=count_only
+    )
+    if count_only:
+        return {"status": "success", "count": total}
+    return {
+        "status": "success",
+        "events": [event_document(e) for e in events],
+        "pagination": {"page": page, "limit": limit, "total_pages": -(-total // limit), "total_items": total},
+    }
+
+
+@router.get("/types")
+async def list_event_types(tenant: EventsReader, services: ServicesDep) -> dict[str, Any]:
+    types = await read_event_types(services.redis, tenant.ks, tenant.id)
+    return {"status": "success", "types": types, "total_items": len(types)}
+
+
+@router.get("/stats")
+async def event_stats(
+    tenant: EventsReader,
+    services: ServicesDep,
+    event_type: str | None = None,
+    domain: str | None = None,
+    date_after: str | None = None,
+    date_before: str | None = None,
+    identified_only: BoolParam = False,
+    group_by: Literal["type", "domain", "day"] | None = None,
+) -> dict[str, Any]:
+    q = StatsQuery(
+        event_type=event_type,
+        domain=domain.lower() if domain else None,
+        after_ms=parse_when(date_after, "date_after"),
+        before_ms=parse_when(date_before, "date_before"),
+        identified_only=identified_only,
+    )
+    s = await read_stats(services.redis, services.log, tenant.ks, tenant.id, q)
+    stats: dict[str, Any] = {"total": s.total}
+    if group_by in (None, "type"):
+        stats["by_type"] = s.by_type
+    if group_by in (None, "domain"):
+        stats["by_domain"] = s.by_domain
+    if group_by in (None, "day"):
+        stats["by_day"] = s.by_day
+    return {"status": "success", "stats": stats}
+
+
+@router.get("/{event_id}")
+async def get_event(event_id: str, tenant: EventsReader, services: ServicesDep) -> dict[str, Any]:
+    e = await read_event(services.redis, services.log, tenant.ks, tenant.id, event_id)
+    if e is None:
+        raise NotFound(f"event {event_id!r} not found", details={"event_id": event_id})
+    return {"status": "success", "event": event_document(e, full=True)}

@@ -1,0 +1,74 @@
+"""The error hierarchy. `StreamfoldError` is the root; each failure has its own class.
+
+The HTTP layers map each class to exactly one status code (see `api/errors.py` and `ingest/http.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StreamfoldError(Exception):
+    """Root of every error Streamfold raises on purpose."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(StreamfoldError):
+    """The client sent something we cannot accept (bad JSON, a bad field, a bad parameter)."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class PayloadTooLarge(StreamfoldError):
+    """An event or a request is over its size limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(StreamfoldError):
+    """No key, or a key we do not know."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(StreamfoldError):
+    """A known key without the scope the endpoint needs, or a disabled workspace."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(StreamfoldError):
+    status = 404
+    code = "not_found"
+
+
+class RateLimited(StreamfoldError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class PoisonEntry(StreamfoldError):
+    """A log entry the fold cannot decode or that violates an invariant; it goes to the dead-letter stream."""
+
+    code = "poison_entry"
+
+
+class FenceLost(StreamfoldError):
+    """This applier no longer owns the partition; a newer owner holds the fence."""
+
+    code = "fence_lost"

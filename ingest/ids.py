@@ -1,0 +1,53 @@
+"""Identifiers: ULIDs (time-ordered, Crockford base32) for events, contacts, companies and workspaces."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulid(ms: int | None = None) -> str:
+    """A 26-character ULID: 48 bits of milliseconds, 80 random bits."""
+    if ms is None:
+        ms = time.time_ns() // 1_000_000
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    out = []
+    for _ in range(26):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def ulids(n: int, ms: int) -> list[str]:
+    """`n` ULIDs of the same millisecond in increasing order (a request's events keep their order)."""
+    # clear the low 24 random bits so adding up to 16M never carries into the time part
+    base = _decode(ulid(ms)) & ~0xFFFFFF
+    return [_encode(base + i) for i in range(n)]
+
+
+def _decode(s: str) -> int:
+    v = 0
+    for ch in s:
+        v = (v << 5) | _ALPHABET.index(ch)
+    return v
+
+
+def _encode(value: int) -> str:
+    out = []
+    for _ in range(26):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def event_id(u: str) -> str:
+    return f"evt_{u}"
+
+
+def new_token(nbytes: int = 24) -> str:
+    """A URL-safe random secret (API keys)."""
+    import base64
+
+    return base64.urlsafe_b64encode(os.urandom(nbytes)).decode().rstrip("=")

@@ -1,0 +1,243 @@
+"""Receive one ingest request: decompress, size-check, decode, authenticate, validate, normalize, append.
+
+Batches accept their valid messages and report the rejected ones by index (as Segment does): no valid
+event is lost because a neighbour was bad. The client is answered only after Redis acknowledged the append.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .errors import Forbidden, InvalidRequest, PayloadTooLarge, Unauthorized
+from .ids import event_id, ulids
+from .log import EventLog
+from .normalize import MessageRejected, normalize
+from .schema import Event, WireBatch, WireMessage
+from .settings import Settings
+from .workspaces import Workspace, WorkspaceRegistry
+
+_wire_message_decoder = msgspec.json.Decoder(WireMessage)
+_wire_batch_decoder = msgspec.json.Decoder(WireBatch)
+_PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+@dataclass(slots=True)
+class Rejection:
+    index: int
+    field: str
+    message: str
+    code: str = "invalid_event"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "code": self.code, "message": self.message}
+
+
+@dataclass(slots=True)
+class Receipt:
+    workspace: Workspace
+    accepted: int
+    entry_id: str | None
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+class BatchRejected(InvalidRequest):
+    """Every message of the request was rejected."""
+
+    def __init__(self, rejected: list[Rejection]) -> None:
+        first = rejected[0]
+        noun = "message" if len(rejected) == 1 else f"all {len(rejected)} messages"
+        super().__init__(
+            f"{noun} rejected; batch[{first.index}].{first.field}: {first.message}",
+            details=[r.as_dict() for r in rejected],
+        )
+        self.rejected = rejected
+
+
+class BatchTooLarge(PayloadTooLarge):
+    def __init__(self, rejected: list[Rejection]) -> None:
+        super().__init__(rejected[0].message, details=[r.as_dict() for r in rejected])
+        self.rejected = rejected
+
+
+def _field_of(exc: msgspec.ValidationError) -> tuple[str, str]:
+    text = str(exc)
+    m = _PATH_RE.search(text)
+    if not m:
+        return "body", text
+    path = m.group("path").lstrip(".") or "body"
+    return path, text[: m.start()]
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo `Content-Encoding: gzip|deflate`; refuse anything that inflates past `limit` bytes."""
+    enc = (encoding or "").strip().lower()
+    if enc in ("", "identity"):
+        data = body
+    elif enc in ("gzip", "x-gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if enc != "deflate" else zlib.MAX_WBITS
+        d = zlib.decompressobj(wbits)
+        try:
+            data = d.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise InvalidRequest(
+                f"body is not valid {enc}: {exc}", details={"field": "Content-Encoding"}
+            ) from exc
+    else:
+        raise InvalidRequest(
+            f"Content-Encoding {encoding!r} is not supported (gzip, deflate)",
+            details={"field": "Content-Encoding"},
+        )
+    if len(data) > limit:
+        raise PayloadTooLarge(
+            f"request body is over the {limit}-byte limit per request (batch)",
+            details={"limit": limit, "field": "body"},
+        )
+    return data
+
+
+def key_from_basic_auth(header: str | None) -> str | None:
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        user = base64.b64decode(header[6:].strip()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user.split(":", 1)[0] or None
+
+
+class Receiver:
+    """The write path shared by every HTTP receiver (Segment endpoints, beacon, short browser paths)."""
+
+    def __init__(self, registry: WorkspaceRegistry, log: EventLog, settings: Settings) -> None:
+        self.registry = registry
+        self.log = log
+        self.settings = settings
+
+    async def authenticate(self, key: str | None) -> Workspace:
+        if not key:
+            raise Unauthorized(
+                "missing write key: send it as the HTTP Basic username or as writeKey in the body"
+            )
+        grant = await self.registry.resolve(key)
+        if grant is None:
+            raise Unauthorized("unknown write key")
+        if "write" not in grant.scopes:
+            raise Forbidden("this key cannot write events (scope 'write' needed)")
+        if grant.workspace.disabled:
+            raise Forbidden("this workspace is disabled")
+        return grant.workspace
+
+    async def receive(
+        self,
+        body: bytes,
+        *,
+        kind_hint: str | None,
+        batch: bool,
+        content_encoding: str | None = None,
+        authorization: str | None = None,
+        query_key: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        workspace: Workspace | None = None,
+    ) -> Receipt:
+        s = self.settings
+        data = decompress(body, content_encoding, s.max_request_bytes)
+        received_at = time.time_ns() // 1_000_000
+        if not data.strip():
+            raise InvalidRequest("body is empty; send a JSON object", details={"field": "body"})
+
+        if batch:
+            try:
+                wire_batch = _wire_batch_decoder.decode(data)
+            except msgspec.ValidationError as exc:
+                path, reason = _field_of(exc)
+                raise InvalidRequest(f"{path}: {reason}", details={"field": path}) from exc
+            except msgspec.DecodeError as exc:
+                raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
+            raws = wire_batch.batch
+            if raws is None:
+                raise InvalidRequest("batch: is required (an array of messages)", details={"field": "batch"})
+            if len(raws) > s.max_batch_events:
+                raise PayloadTooLarge(
+                    f"batch has {len(raws)} messages; the limit is {s.max_batch_events} per request",
+                    details={"field": "batch", "limit": s.max_batch_events},
+                )
+            key = key_from_basic_auth(authorization) or wire_batch.writeKey or query_key
+            sent_at, batch_context = wire_batch.sentAt, wire_batch.context
+        else:
+            if len(data) > s.max_event_bytes:
+                raise PayloadTooLarge(
+                    f"event is {len(data)} bytes; the limit is {s.max_event_bytes} bytes per event",
+                    details={"field": "body", "limit": s.max_event_bytes},
+                )
+            raws = [msgspec.Raw(data)]
+            key = key_from_basic_auth(authorization) or query_key
+            sent_at, batch_context = None, None
+            if key is None:
+                try:
+                    key = msgspec.json.decode(data, type=_KeyOnly).writeKey
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    key = None
+
+        if workspace is None:
+            # a malformed single message still needs the key first, so decode errors report after auth
+            if key is None and not batch:
+                try:
+                    msgspec.json.decode(data)
+                except msgspec.DecodeError as exc:
+                    raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
+            workspace = await self.authenticate(key)
+
+        ids = ulids(len(raws), received_at)
+        events: list[Event] = []
+        rejected: list[Rejection] = []
+        for i, raw in enumerate(raws):
+            try:
+                if batch and len(raw) > s.max_event_bytes:
+                    rejected.append(
+                        Rejection(
+                            i,
+                            "body",
+                            f"event is {len(raw)} bytes; the limit is {s.max_event_bytes} bytes per event",
+                            "event_too_large",
+                        )
+                    )
+                    continue
+                msg = _wire_message_decoder.decode(raw)
+                events.append(
+                    normalize(
+                        msg,
+                        kind_hint=kind_hint,
+                        event_id=event_id(ids[i]),
+                        received_at_ms=received_at,
+                        batch_sent_at=sent_at,
+                        batch_context=batch_context,
+                        request_ip=ip,
+                        request_user_agent=user_agent,
+                    )
+                )
+            except msgspec.ValidationError as exc:
+                path, reason = _field_of(exc)
+                rejected.append(Rejection(i, path, reason))
+            except msgspec.DecodeError as exc:
+                raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
+            except MessageRejected as exc:
+                rejected.append(Rejection(i, exc.field, exc.reason))
+
+        if not events and rejected:
+            if all(r.code == "event_too_large" for r in rejected):
+                raise BatchTooLarge(rejected)
+            raise BatchRejected(rejected)
+        entry_id = await self.log.append(workspace.id, events) if events else None
+        return Receipt(workspace=workspace, accepted=len(events), entry_id=entry_id, rejected=rejected)
+
+
+class _KeyOnly(msgspec.Struct):
+    writeKey: str | None = None

@@ -1,0 +1,176 @@
+"""Workspaces and their API keys. Keys are random tokens stored only as SHA-256 hashes.
+
+Scopes: `write` (ingest), `crm:write`, `events:read`, `contacts:read`, `attribution:read`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from redis.asyncio import Redis
+
+from . import keys
+from .errors import InvalidRequest, NotFound
+from .ids import new_token, ulid
+from .settings import Settings
+
+SCOPES = ("write", "crm:write", "events:read", "contacts:read", "attribution:read")
+WRITE_SCOPES = ("write", "crm:write")
+READ_SCOPES = ("events:read", "contacts:read", "attribution:read")
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    name: str
+    timezone: str = "UTC"
+    disabled: bool = False
+    allowed_origins: tuple[str, ...] = ()  # empty = any origin may post events
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrant:
+    workspace: Workspace
+    scopes: frozenset[str]
+
+
+@dataclass(slots=True)
+class CreatedKey:
+    key: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class CreatedWorkspace:
+    workspace: Workspace
+    keys: list[CreatedKey] = field(default_factory=list)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def validate_timezone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidRequest(
+            f"timezone {tz!r} is not an IANA time zone name", details={"field": "timezone"}
+        ) from exc
+    return tz
+
+
+class WorkspaceRegistry:
+    """Creates workspaces and keys; resolves a presented key to its workspace and scopes (cached briefly)."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.prefix = settings.key_prefix
+        self.cache_seconds = settings.key_cache_seconds
+        self._cache: dict[str, tuple[float, KeyGrant | None]] = {}
+
+    async def create_workspace(self, name: str, timezone: str = "UTC") -> CreatedWorkspace:
+        if not name or len(name) > 100:
+            raise InvalidRequest("workspace name must be 1–100 characters", details={"field": "name"})
+        validate_timezone(timezone)
+        ws_id = f"ws_{ulid().lower()}"
+        claimed = await self.redis.set(keys.workspace_by_name(self.prefix, name), ws_id, nx=True)
+        if not claimed:
+            raise InvalidRequest(f"a workspace named {name!r} already exists", details={"field": "name"})
+        await self.redis.hset(
+            keys.workspace(self.prefix, ws_id),
+            mapping={"name": name, "timezone": timezone, "created_at": int(time.time()), "disabled": 0},
+        )
+        await self.redis.sadd(keys.workspace_index(self.prefix), ws_id)
+        ws = Workspace(id=ws_id, name=name, timezone=timezone)
+        created = CreatedWorkspace(ws)
+        created.keys.append(CreatedKey(await self.create_key(ws_id, WRITE_SCOPES), WRITE_SCOPES))
+        created.keys.append(CreatedKey(await self.create_key(ws_id, READ_SCOPES), READ_SCOPES))
+        return created
+
+    async def create_key(self, workspace_id: str, scopes: tuple[str, ...] | list[str]) -> str:
+        unknown = [s for s in scopes if s not in SCOPES]
+        if unknown or not scopes:
+            raise InvalidRequest(
+                f"unknown scope(s) {unknown}; known: {', '.join(SCOPES)}", details={"field": "scope"}
+            )
+        await self.get_workspace(workspace_id)
+        kind = "wk" if set(scopes) <= set(WRITE_SCOPES) else "rk"
+        key = f"{kind}_{new_token()}"
+        h = hash_key(key)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            keys.api_key(self.prefix, h), mapping={"workspace": workspace_id, "scopes": " ".join(scopes)}
+        )
+        pipe.sadd(keys.workspace_keys(self.prefix, workspace_id), h)
+        await pipe.execute()
+        return key
+
+    async def revoke_key(self, key: str) -> bool:
+        h = hash_key(key)
+        ws_id = await self.redis.hget(keys.api_key(self.prefix, h), "workspace")
+        if ws_id is None:
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.api_key(self.prefix, h))
+        pipe.srem(keys.workspace_keys(self.prefix, ws_id.decode()), h)
+        await pipe.execute()
+        self._cache.pop(h, None)
+        return True
+
+    async def get_workspace(self, workspace_id: str) -> Workspace:
+        raw = await self.redis.hgetall(keys.workspace(self.prefix, workspace_id))
+        if not raw:
+            raise NotFound(f"workspace {workspace_id!r} does not exist", details={"field": "workspace"})
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        origins = tuple(o for o in d.get("allowed_origins", "").split() if o)
+        return Workspace(
+            id=workspace_id,
+            name=d["name"],
+            timezone=d.get("timezone", "UTC"),
+            disabled=d.get("disabled", "0") == "1",
+            allowed_origins=origins,
+        )
+
+    async def find_workspace(self, name_or_id: str) -> Workspace:
+        if name_or_id.startswith("ws_"):
+            return await self.get_workspace(name_or_id)
+        ws_id = await self.redis.get(keys.workspace_by_name(self.prefix, name_or_id))
+        if ws_id is None:
+            raise NotFound(f"workspace {name_or_id!r} does not exist", details={"field": "workspace"})
+        return await self.get_workspace(ws_id.decode())
+
+    async def list_workspaces(self) -> list[Workspace]:
+        ids = sorted(m.decode() for m in await self.redis.smembers(keys.workspace_index(self.prefix)))
+        return [await self.get_workspace(i) for i in ids]
+
+    async def update_workspace(self, workspace_id: str, **fields: str) -> Workspace:
+        await self.get_workspace(workspace_id)
+        if "timezone" in fields:
+            validate_timezone(fields["timezone"])
+        await self.redis.hset(keys.workspace(self.prefix, workspace_id), mapping=fields)
+        self._cache.clear()
+        return await self.get_workspace(workspace_id)
+
+    async def resolve(self, key: str) -> KeyGrant | None:
+        """The grant of a presented key, or None. Cached for `key_cache_seconds` (revocation delay)."""
+        h = hash_key(key)
+        now = time.monotonic()
+        hit = self._cache.get(h)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        grant: KeyGrant | None = None
+        raw = await self.redis.hgetall(keys.api_key(self.prefix, h))
+        if raw:
+            try:
+                ws = await self.get_workspace(raw[b"workspace"].decode())
+                grant = KeyGrant(ws, frozenset(raw[b"scopes"].decode().split()))
+            except NotFound:
+                grant = None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[h] = (now + self.cache_seconds, grant)
+        return grant

@@ -1,0 +1,220 @@
+"""Appliers: own log partitions (fenced by a lease) and fold them through FastStream stream subscribers.
+
+For each owned partition: acquire the lease `fence_owner` (SET NX PX), drain the consumer group's pending
+entries first (a crashed owner's unacknowledged batch), then consume new entries with a FastStream
+`StreamSub` (consumer group, batches). Every batch commits updates + checkpoint + XACK in one MULTI/EXEC
+guarded by the lease token, so a stale owner can never commit. Losing the lease or any error stops that
+partition's subscriber and starts ownership over, which re-drains what is pending: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.message import RedisBatchStreamMessage
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from ingest import keys as log_keys
+from ingest.errors import FenceLost
+from ingest.ids import new_token
+from ingest.settings import Settings
+
+from . import keys
+from .fold import GROUP, Fence, fold_entries
+from .keys import Keyspace
+
+log = logging.getLogger("streamfold.applier")
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def consumer_name(partition: int) -> str:
+    # One consumer per partition: the group's pending list of a partition is its owner's, whoever that is.
+    return f"fold-{partition}"
+
+
+async def ensure_group(redis: Redis, prefix: str, partition: int) -> None:
+    try:
+        await redis.xgroup_create(log_keys.log(prefix, partition), GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def _raw_parser(msg: Any, original: Any = None) -> RedisBatchStreamMessage:
+    # Skip FastStream's JSON envelope handling: the log holds msgpack entries we decode ourselves.
+    return RedisBatchStreamMessage(raw_message=msg, body=b"", consumer=None, group=None)
+
+
+async def _raw_decoder(msg: Any, original: Any = None) -> Any:
+    return msg.raw_message
+
+
+class PartitionOwner:
+    """Folds one partition while holding its lease."""
+
+    def __init__(self, applier: Applier, partition: int) -> None:
+        self.applier = applier
+        self.partition = partition
+        self.ks = Keyspace(applier.settings.key_prefix, partition)
+        self.fence = Fence(token=f"{applier.instance}:{new_token(8)}")
+        self.lost = asyncio.Event()
+
+    @property
+    def redis(self) -> Redis:
+        return self.applier.redis
+
+    async def acquire(self) -> bool:
+        ttl = self.applier.settings.lease_ttl_ms
+        ok = await self.redis.set(keys.fence_owner(self.ks), self.fence.token, nx=True, px=ttl)
+        if ok:
+            await self.redis.incr(keys.fence_epoch(self.ks))
+        return bool(ok)
+
+    async def renew(self) -> bool:
+        ttl = self.applier.settings.lease_ttl_ms
+        return bool(await self.redis.eval(_RENEW, 1, keys.fence_owner(self.ks), self.fence.token, ttl))
+
+    async def release(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.redis.eval(_RELEASE, 1, keys.fence_owner(self.ks), self.fence.token)
+
+    async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        await fold_entries(self.redis, self.ks, entries, fence=self.fence)
+
+    async def drain_pending(self) -> None:
+        """Fold entries delivered to an earlier owner but never acknowledged, in log order."""
+        stream = log_keys.log(self.ks.prefix, self.partition)
+        me = consumer_name(self.partition)
+        start: bytes | str = "0-0"
+        while True:  # first take over what other consumer names left pending
+            reply = await self.redis.xautoclaim(stream, GROUP, me, 0, start, count=1000)
+            start = reply[0]
+            if start in (b"0-0", "0-0"):
+                break
+        n = self.applier.settings.fold_batch_entries
+        last = "0"
+        while True:
+            reply = await self.redis.xreadgroup(GROUP, me, {stream: last}, count=n)
+            entries = reply[0][1] if reply else []
+            entries = [(eid, f) for eid, f in entries if f]  # deleted entries come back with no fields
+            if not entries:
+                break
+            await self.fold(entries)
+            last = entries[-1][0]
+
+    async def run(self) -> None:
+        """Own the partition until the lease is lost or the applier stops."""
+        s = self.applier.settings
+        await ensure_group(self.redis, s.key_prefix, self.partition)
+        await self.drain_pending()
+        sub = self.applier.broker.subscriber(
+            stream=StreamSub(
+                log_keys.log(s.key_prefix, self.partition),
+                group=GROUP,
+                consumer=consumer_name(self.partition),
+                batch=True,
+                max_records=s.fold_batch_entries,
+                polling_interval=500,
+            ),
+            ack_policy=AckPolicy.MANUAL,
+            parser=_raw_parser,
+            decoder=_raw_decoder,
+        )
+
+        @sub
+        async def fold_log_batch(batch: Any) -> None:
+            if self.lost.is_set():
+                return  # left pending: the next owner drains it
+            entries = list(zip(batch["message_ids"], batch["data"], strict=True))
+            try:
+                await self.fold(entries)
+            except FenceLost:
+                log.warning("partition %s: lease lost, stopping", self.partition)
+                self.lost.set()
+            except Exception:
+                log.exception("partition %s: fold failed; restarting ownership", self.partition)
+                self.lost.set()
+
+        await sub.start()
+        try:
+            interval = s.lease_ttl_ms / 3000
+            while not self.lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.lost.wait(), timeout=interval)
+                if not self.lost.is_set() and not await self.renew():
+                    log.warning("partition %s: lease not renewed, stopping", self.partition)
+                    self.lost.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.stop()
+
+
+class Applier:
+    """Folds a set of partitions in this process; one FastStream broker, one owner task per partition."""
+
+    def __init__(self, redis: Redis, settings: Settings, partitions: list[int] | None = None) -> None:
+        if settings.redis_url is None:
+            raise ValueError("the applier needs settings.redis_url")
+        self.redis = redis
+        self.settings = settings
+        self.partitions = settings.owned_partitions() if partitions is None else partitions
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.broker = RedisBroker(settings.redis_url, log_level=logging.DEBUG)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._owners: dict[int, PartitionOwner] = {}
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.broker.start()
+        for p in self.partitions:
+            self._tasks.append(asyncio.create_task(self._own_forever(p), name=f"applier-p{p}"))
+
+    async def _own_forever(self, partition: int) -> None:
+        retry = max(self.settings.lease_ttl_ms / 4000, 0.05)
+        while not self._stopping.is_set():
+            owner = PartitionOwner(self, partition)
+            try:
+                if await owner.acquire():
+                    self._owners[partition] = owner
+                    try:
+                        await owner.run()
+                    finally:
+                        self._owners.pop(partition, None)
+                        await owner.release()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("partition %s: owner failed", partition)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=retry)
+
+    def owned(self) -> list[int]:
+        return sorted(self._owners)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for owner in list(self._owners.values()):
+            owner.lost.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=5)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.broker.stop()

@@ -1,0 +1,146 @@
+"""Event store (event id → log position), time-ordered indices (all / by type / by domain), type and domain sets.
+
+Index members are `<ULID><entry-id>:<index>`: sorted sets order equal timestamps by member, so ties sort
+by event id, and a page's documents are fetched straight from the log without another lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from ingest.log import EventLog
+from ingest.schema import EVENT_KINDS, Event
+
+from . import keys
+from .keys import Keyspace
+from .updates import Updates
+
+ULID_LEN = 26
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """An event with its log position."""
+
+    event: Event
+    entry_id: str
+    index: int
+
+    @property
+    def ulid(self) -> str:
+        return self.event.id[4:]
+
+    @property
+    def member(self) -> str:
+        return f"{self.ulid}{self.entry_id}:{self.index}"
+
+
+def is_listed(event: Event) -> bool:
+    """Only tracked interactions are events of the Events API; identify/group/alias feed identity."""
+    return event.kind in EVENT_KINDS
+
+
+def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located]) -> None:
+    positions = u.hset[keys.event_positions(ks, workspace)]
+    mids = u.hset[keys.message_ids(ks, workspace)]
+    all_ix = u.zadd[keys.index_all(ks, workspace)]
+    types = u.sadd[keys.event_types(ks, workspace)]
+    doms = u.sadd[keys.domains(ks, workspace)]
+    for loc in located:
+        e = loc.event
+        mids[e.message_id] = loc.ulid
+        if not is_listed(e):
+            continue
+        positions[loc.ulid] = f"{loc.entry_id}:{loc.index}"
+        member = loc.member
+        all_ix[member] = e.timestamp
+        u.zadd[keys.index_type(ks, workspace, e.event)][member] = e.timestamp
+        types.add(e.event)
+        if e.domain:
+            u.zadd[keys.index_domain(ks, workspace, e.domain)][member] = e.timestamp
+            doms.add(e.domain)
+
+
+def parse_member(member: bytes | str) -> tuple[str, str, int]:
+    """(ulid, entry id, index) of an index member."""
+    m = member.decode() if isinstance(member, bytes) else member
+    entry_id, _, idx = m[ULID_LEN:].rpartition(":")
+    return m[:ULID_LEN], entry_id, int(idx)
+
+
+async def read_events_by_members(log: EventLog, partition: int, members: list[bytes]) -> list[Event]:
+    positions = [parse_member(m)[1:] for m in members]
+    found = await log.read_events_at(partition, positions)
+    return [e for e in found if e is not None]
+
+
+async def read_event(
+    redis: Redis, log: EventLog, ks: Keyspace, workspace: str, event_id: str
+) -> Event | None:
+    if not event_id.startswith("evt_") or len(event_id) != 4 + ULID_LEN:
+        return None
+    pos = await redis.hget(keys.event_positions(ks, workspace), event_id[4:])
+    if pos is None:
+        return None
+    entry_id, _, idx = pos.decode().rpartition(":")
+    (event,) = await log.read_events_at(ks.partition, [(entry_id, int(idx))])
+    return event
+
+
+async def read_event_types(redis: Redis, ks: Keyspace, workspace: str) -> list[str]:
+    return sorted(m.decode() for m in await redis.smembers(keys.event_types(ks, workspace)))
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    event_type: str | None = None
+    domain: str | None = None
+    after_ms: int | None = None  # inclusive
+    before_ms: int | None = None  # inclusive
+    descending: bool = True
+    offset: int = 0
+    limit: int = 20
+
+
+def _index_keys(ks: Keyspace, workspace: str, q: EventQuery) -> list[str]:
+    picked = []
+    if q.event_type is not None:
+        picked.append(keys.index_type(ks, workspace, q.event_type))
+    if q.domain is not None:
+        picked.append(keys.index_domain(ks, workspace, q.domain))
+    return picked or [keys.index_all(ks, workspace)]
+
+
+async def read_event_page(
+    redis: Redis, log: EventLog, ks: Keyspace, workspace: str, q: EventQuery, *, count_only: bool = False
+) -> tuple[int, list[Event]]:
+    """(matching count, one page of events) in timestamp order, ties by event id; one pipelined round trip
+    for the index work and one for the documents."""
+    lo = q.after_ms if q.after_ms is not None else "-inf"
+    hi = q.before_ms if q.before_ms is not None else "+inf"
+    index_keys = _index_keys(ks, workspace, q)
+    pipe = redis.pipeline(transaction=False)
+    if len(index_keys) == 1:
+        key = index_keys[0]
+    else:
+        from ingest.ids import new_token
+
+        key = keys.scratch(ks, workspace, new_token(9))
+        pipe.zinterstore(key, index_keys, aggregate="MAX")
+    pipe.zcount(key, lo, hi)
+    if not count_only:
+        if q.descending:
+            pipe.zrange(key, hi, lo, byscore=True, desc=True, offset=q.offset, num=q.limit)
+        else:
+            pipe.zrange(key, lo, hi, byscore=True, offset=q.offset, num=q.limit)
+    if len(index_keys) > 1:
+        pipe.unlink(key)
+    replies = await pipe.execute()
+    at = 1 if len(index_keys) > 1 else 0
+    total = int(replies[at])
+    if count_only:
+        return total, []
+    members = replies[at + 1]
+    return total, (await read_events_by_members(log, ks.partition, members) if members else [])

@@ -1,0 +1,103 @@
+"""Every projection key, built by exactly one function here.
+
+A `Keyspace` is one partition's projection namespace: the live view is `sf:{p}:…`, a rebuild writes to
+`sf:{p}:rb:<name>:…`. Workspace keys live under `…:w:<workspace>:`; query scratch keys under `…:q:`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    prefix: str
+    partition: int
+    view: str = ""  # "" = live
+
+    @property
+    def base(self) -> str:
+        tag = f"{self.prefix}:{{{self.partition}}}"
+        return f"{tag}:rb:{self.view}" if self.view else tag
+
+    def rebuild_view(self, name: str) -> Keyspace:
+        return Keyspace(self.prefix, self.partition, name)
+
+
+# ---- partition level
+
+
+def checkpoint(ks: Keyspace) -> str:
+    return f"{ks.base}:ckpt"
+
+
+def fence_owner(ks: Keyspace) -> str:
+    return f"{ks.base}:owner"
+
+
+def fence_epoch(ks: Keyspace) -> str:
+    return f"{ks.base}:epoch"
+
+
+def workspaces(ks: Keyspace) -> str:
+    """Workspaces that have projection data in this partition (for digests and rebuilds)."""
+    return f"{ks.base}:workspaces"
+
+
+def workspace_pattern(ks: Keyspace) -> str:
+    return f"{ks.base}:w:*"
+
+
+def scratch(ks: Keyspace, workspace: str, name: str) -> str:
+    """Short-lived query keys (intersections); never part of a digest."""
+    return f"{ks.base}:q:{workspace}:{name}"
+
+
+# ---- event store and indices
+
+
+def _w(ks: Keyspace, workspace: str) -> str:
+    return f"{ks.base}:w:{workspace}"
+
+
+def event_positions(ks: Keyspace, workspace: str) -> str:
+    """HASH event ULID → 'entry-id:index' (where the event lives in the log)."""
+    return f"{_w(ks, workspace)}:evt"
+
+
+def message_ids(ks: Keyspace, workspace: str) -> str:
+    """HASH client messageId → event ULID (dedupe)."""
+    return f"{_w(ks, workspace)}:mid"
+
+
+def index_all(ks: Keyspace, workspace: str) -> str:
+    return f"{_w(ks, workspace)}:ix:all"
+
+
+def index_type(ks: Keyspace, workspace: str, event_type: str) -> str:
+    return f"{_w(ks, workspace)}:ix:t:{event_type}"
+
+
+def index_domain(ks: Keyspace, workspace: str, domain: str) -> str:
+    return f"{_w(ks, workspace)}:ix:d:{domain}"
+
+
+def event_types(ks: Keyspace, workspace: str) -> str:
+    return f"{_w(ks, workspace)}:types"
+
+
+def domains(ks: Keyspace, workspace: str) -> str:
+    return f"{_w(ks, workspace)}:domains"
+
+
+# ---- counters
+
+
+def counter_day(ks: Keyspace, workspace: str, day: str) -> str:
+    """HASH 'type\\x1fdomain\\x1fidentified' → count for one UTC day (YYYY-MM-DD)."""
+    return f"{_w(ks, workspace)}:cnt:{day}"
+
+
+def counter_days(ks: Keyspace, workspace: str) -> str:
+    """ZSET day → days since the epoch (which day hashes exist)."""
+    return f"{_w(ks, workspace)}:cnt:days"
