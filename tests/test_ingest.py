@@ -109,7 +109,10 @@ async def test_gzip_bodies_are_decompressed(client, workspace, folded):
 
 async def test_corrupt_gzip_is_400(client, workspace):
     r = await client.post(
-        "/v1/batch", content=b"\x1f\x8bnope", headers={"Content-Encoding": "gzip"}, auth=(workspace.write_key, "")
+        "/v1/batch",
+        content=b"\x1f\x8bnope",
+        headers={"Content-Encoding": "gzip"},
+        auth=(workspace.write_key, ""),
     )
     assert r.status_code == 400 and "gzip" in r.json()["message"]
 
@@ -174,7 +177,9 @@ async def test_clock_skew_is_corrected_with_sent_at(client, workspace, folded):
     assert r.status_code == 200
     await folded()
     (event,) = (await list_events(client, workspace))["events"]
-    full = (await client.get(f"/v1/events/{event['_id']}", headers={"X-API-Key": workspace.read_key})).json()["event"]
+    full = (await client.get(f"/v1/events/{event['_id']}", headers={"X-API-Key": workspace.read_key})).json()[
+        "event"
+    ]
     from datetime import datetime
 
     ts = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
@@ -198,14 +203,18 @@ async def test_page_becomes_page_view_with_domain_from_url(client, workspace, fo
     }  # fmt: skip
     r = await client.post("/v1/page", json=msg, auth=(workspace.write_key, ""))
     assert r.status_code == 200
-    r = await client.post("/v1/screen", json={"anonymousId": "a", "name": "Home"}, auth=(workspace.write_key, ""))
+    r = await client.post(
+        "/v1/screen", json={"anonymousId": "a", "name": "Home"}, auth=(workspace.write_key, "")
+    )
     assert r.status_code == 200
     await folded()
     events = {e["event"]: e for e in (await list_events(client, workspace))["events"]}
     assert set(events) == {"page_view", "screen_view"}
     assert events["page_view"]["domain"] == "shop.example.com"
     assert events["page_view"]["data"] == {"title": "Pricing", "path": "/pricing"}
-    full = (await client.get(f"/v1/events/{events['page_view']['_id']}", headers={"X-API-Key": workspace.read_key}))
+    full = await client.get(
+        f"/v1/events/{events['page_view']['_id']}", headers={"X-API-Key": workspace.read_key}
+    )
     assert full.json()["event"]["campaign"] == {"source": "news"}
 
 
