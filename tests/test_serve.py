@@ -1,0 +1,88 @@
+"""`streamfold serve` on the embedded Valkey: starts with one command, stops cleanly, keeps its data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from api.embedded import free_port
+
+
+def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFOLD_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--demo", "--data-dir", str(data_dir), "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)  # sleep-ok: polling the server's health endpoint until it answers
+    raise TimeoutError("serve did not come up")
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+def _wait_count(url: str, read_key: str, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{url}/v1/events", params={"count_only": "true"}, headers={"X-API-Key": read_key})
+        if r.status_code == 200 and r.json()["count"] == n:
+            return
+        time.sleep(0.05)  # sleep-ok: polling the query API for the folded count
+    raise TimeoutError(f"count never reached {n}")
+
+
+def test_serve_embedded_demo_survives_a_restart(tmp_path):
+    data_dir, port = tmp_path / "data", free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(data_dir, port)
+    try:
+        _wait_healthy(url, proc)
+        demo = json.loads((data_dir / "demo-keys.json").read_text())
+        write = next(k["key"] for k in demo["keys"] if "write" in k["scopes"])
+        read = next(k["key"] for k in demo["keys"] if "events:read" in k["scopes"])
+        r = httpx.post(f"{url}/v1/track", json={"userId": "u1", "event": "signed_up"}, auth=(write, ""))
+        assert r.json() == {"success": True}
+        _wait_count(url, read, 1)
+        created = subprocess.run(
+            [sys.executable, "-m", "api.cli", "workspace", "create", "acme", "--json", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        keys = json.loads(created.stdout)["keys"]
+        assert {tuple(k["scopes"]) for k in keys} == {
+            ("write", "crm:write"),
+            ("events:read", "contacts:read", "attribution:read"),
+        }
+    finally:
+        out = _stop(proc)
+    assert "Demo workspace" in out and write in out and "curl" in out
+    valkey_url = data_dir / "redis.url"
+    assert not valkey_url.exists(), "the embedded Valkey was not shut down"
+
+    proc = _start(data_dir, port)
+    try:
+        _wait_healthy(url, proc)
+        _wait_count(url, read, 1)  # the second serve found the first one's data
+    finally:
+        out = _stop(proc)
+    assert write in out  # the demo keys are printed again
