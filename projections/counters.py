@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from ingest.log import EventLog
 
 from . import keys
-from .events import Located, is_listed, read_events_by_members
+from .events import Located, is_identified, is_listed, parse_member
 from .keys import Keyspace
 from .updates import Updates
 
@@ -25,10 +25,6 @@ DAY_MS = 86_400_000
 
 def day_of(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
-
-
-def is_identified(located: Located) -> bool:
-    return located.event.user_id is not None
 
 
 def cube_field(event_type: str, domain: str | None, identified: bool) -> str:
@@ -44,6 +40,27 @@ def apply_counters(u: Updates, ks: Keyspace, workspace: str, located: list[Locat
         day = day_of(e.timestamp)
         days[day] = e.timestamp // DAY_MS
         u.hincr[keys.counter_day(ks, workspace, day)][cube_field(e.event, e.domain, is_identified(loc))] += 1
+
+
+def move_identified_counts(
+    u: Updates,
+    ks: Keyspace,
+    workspace: str,
+    day: str,
+    event_type: str,
+    domain: str | None,
+    n: int,
+    *,
+    to_identified: bool = True,
+) -> None:
+    """Move `n` counts of (day, type, domain) from anonymous to identified (or back, `to_identified=False`).
+
+    For retroactive identification: the total per (day, type, domain) stays the same. A cell moved to zero
+    stays as a `0` field (the live fold and a rebuild make the same moves, so digests still agree).
+    """
+    key = keys.counter_day(ks, workspace, day)
+    u.hincr[key][cube_field(event_type, domain, not to_identified)] -= n
+    u.hincr[key][cube_field(event_type, domain, to_identified)] += n
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +110,21 @@ async def _whole_day_rows(
 async def _edge_rows(
     redis: Redis, log: EventLog, ks: Keyspace, workspace: str, lo: int, hi: int
 ) -> pl.DataFrame:
-    """Exact rows for a sub-day interval, read from the events in it."""
+    """Exact rows for a sub-day interval, read from the events in it (identified = member of `ix:idf`)."""
     members = await redis.zrange(keys.index_all(ks, workspace), lo, hi, byscore=True)
-    events = await read_events_by_members(log, ks.partition, members) if members else []
+    if not members:
+        return pl.DataFrame(schema=_SCHEMA)
+    found = await log.read_events_at(ks.partition, [parse_member(m)[1:] for m in members])
+    flags = await redis.zmscore(keys.index_identified(ks, workspace), members)
+    pairs = [(e, f) for e, f in zip(found, flags, strict=True) if e is not None]
+    events = [e for e, _ in pairs]
+    identified = [f for _, f in pairs]
     return pl.DataFrame(
         {
             "day": [day_of(e.timestamp) for e in events],
             "type": [e.event for e in events],
             "domain": [e.domain or "" for e in events],
-            "identified": [1 if e.user_id is not None else 0 for e in events],
+            "identified": [0 if s is None else 1 for s in identified],
             "count": [1] * len(events),
         },
         schema=_SCHEMA,
@@ -138,6 +161,7 @@ async def read_stats(redis: Redis, log: EventLog, ks: Keyspace, workspace: str, 
 
 
 def summarize(df: pl.DataFrame) -> Stats:
+    df = df.filter(pl.col("count") != 0)  # cells emptied by `move_identified_counts`
     total = int(df["count"].sum()) if df.height else 0
 
     def top(col: str, name: str) -> list[dict[str, object]]:

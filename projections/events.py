@@ -1,7 +1,12 @@
-"""Event store (event id → log position), time-ordered indices (all / by type / by domain), type and domain sets.
+"""Event store (event id → log position), time-ordered indices, and the type and domain sets.
 
-Index members are `<ULID><entry-id>:<index>`: sorted sets order equal timestamps by member, so ties sort
-by event id, and a page's documents are fetched straight from the log without another lookup.
+Every index is a ZSET whose member is `<ULID><entry-id>:<index>` (the event id without `evt_`, then its log
+position; `parse_member` splits it) and whose score is the event `timestamp` in epoch ms — except `ix:r`,
+scored by `received_at` (`createdAt`). Sorted sets order equal scores by member, so ties sort by event id,
+and a page's documents are fetched straight from the log without another lookup. Indices per workspace:
+`ix:all`, `ix:t:<type>`, `ix:d:<domain>`, `ix:r`, `ix:c:<contact_id>` (events with `Located.contact_id`),
+`ix:idf` (events for which `is_identified`), `ix:a:<anonymous_id>` (a visitor's events, identified or not).
+Only listed events (track / page / screen) are indexed; identify / group / alias feed identity.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ ULID_LEN = 26
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """An event with its log position."""
+    """An event with its log position, and the contact the identity projection resolved it to (if any)."""
 
     event: Event
     entry_id: str
     index: int
+    contact_id: str | None = None
 
     @property
     def ulid(self) -> str:
@@ -42,10 +48,20 @@ def is_listed(event: Event) -> bool:
     return event.kind in EVENT_KINDS
 
 
+def is_identified(located: Located) -> bool:
+    """Whether an event counts as linked to a known contact (`identified_only`, `ix:idf`, the counters cube).
+
+    The identity projection sets `contact_id`; until it does, an event with a `userId` counts as identified.
+    """
+    return located.contact_id is not None or located.event.user_id is not None
+
+
 def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located]) -> None:
     positions = u.hset[keys.event_positions(ks, workspace)]
     mids = u.hset[keys.message_ids(ks, workspace)]
     all_ix = u.zadd[keys.index_all(ks, workspace)]
+    received_ix = u.zadd[keys.index_received(ks, workspace)]
+    identified_ix = u.zadd[keys.index_identified(ks, workspace)]
     types = u.sadd[keys.event_types(ks, workspace)]
     doms = u.sadd[keys.domains(ks, workspace)]
     for loc in located:
@@ -55,12 +71,20 @@ def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located
             continue
         positions[loc.ulid] = f"{loc.entry_id}:{loc.index}"
         member = loc.member
-        all_ix[member] = e.timestamp
-        u.zadd[keys.index_type(ks, workspace, e.event)][member] = e.timestamp
+        ts = e.timestamp
+        all_ix[member] = ts
+        received_ix[member] = e.received_at
+        u.zadd[keys.index_type(ks, workspace, e.event)][member] = ts
         types.add(e.event)
         if e.domain:
-            u.zadd[keys.index_domain(ks, workspace, e.domain)][member] = e.timestamp
+            u.zadd[keys.index_domain(ks, workspace, e.domain)][member] = ts
             doms.add(e.domain)
+        if e.anonymous_id is not None:
+            u.zadd[keys.index_anonymous(ks, workspace, e.anonymous_id)][member] = ts
+        if loc.contact_id is not None:
+            u.zadd[keys.index_contact(ks, workspace, loc.contact_id)][member] = ts
+        if is_identified(loc):
+            identified_ix[member] = ts
 
 
 def parse_member(member: bytes | str) -> tuple[str, str, int]:

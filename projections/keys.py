@@ -101,3 +101,26 @@ def counter_day(ks: Keyspace, workspace: str, day: str) -> str:
 def counter_days(ks: Keyspace, workspace: str) -> str:
     """ZSET day → days since the epoch (which day hashes exist)."""
     return f"{_w(ks, workspace)}:cnt:days"
+
+
+# ---- event indices by who (contact, identified, anonymous visitor) and by receipt; see projections/events.py
+
+
+def index_contact(ks: Keyspace, workspace: str, contact_id: str) -> str:
+    """ZSET of one contact's events (only events whose `Located.contact_id` is set)."""
+    return f"{_w(ks, workspace)}:ix:c:{contact_id}"
+
+
+def index_identified(ks: Keyspace, workspace: str) -> str:
+    """ZSET of identified events (`projections.events.is_identified`)."""
+    return f"{_w(ks, workspace)}:ix:idf"
+
+
+def index_anonymous(ks: Keyspace, workspace: str, anonymous_id: str) -> str:
+    """ZSET of one anonymous visitor's events, identified or not (for retroactive identification)."""
+    return f"{_w(ks, workspace)}:ix:a:{anonymous_id}"
+
+
+def index_received(ks: Keyspace, workspace: str) -> str:
+    """ZSET of all events scored by receipt time (`createdAt`) instead of event time."""
+    return f"{_w(ks, workspace)}:ix:r"
