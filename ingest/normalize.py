@@ -6,9 +6,10 @@ and clock-skew correction `timestamp = receivedAt − (sentAt − timestamp)`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_plus
 
 from .errors import InvalidRequest
 from .schema import MESSAGE_TYPES, Event, WireMessage
@@ -54,30 +55,35 @@ def _as_id(value: str | int | None) -> str | None:
     return s if s != "" else None  # userId "" means anonymous (RudderStack JS)
 
 
+_HOST_RE = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://)?(?:[^@/?#]*@)?(\[[^\]/?#]*\]|[^:/?#@]*)")
+
+
 def domain_of(url: str | None) -> str | None:
+    """The lower-cased host of a URL (no port, no user info); None when there is none."""
     if not url:
         return None
-    try:
-        host = urlsplit(url if "//" in url else f"//{url}").hostname
-    except ValueError:
-        return None
-    return host.lower() if host else None
+    m = _HOST_RE.match(url)
+    host = m.group(1).lower() if m else ""
+    return host or None
 
 
 def campaign_from_url(url: str | None) -> dict[str, str]:
+    """UTM parameters of a landing URL, as Segment's `context.campaign` names them."""
     if not url or "utm_" not in url:
         return {}
-    try:
-        query = urlsplit(url).query
-    except ValueError:
-        return {}
-    return {_UTM_KEYS[k]: v for k, v in parse_qsl(query) if k in _UTM_KEYS and v}
+    out: dict[str, str] = {}
+    for pair in url.partition("?")[2].partition("#")[0].split("&"):
+        key, _, value = pair.partition("=")
+        name = _UTM_KEYS.get(key)
+        if name and value:
+            out[name] = unquote_plus(value) if ("%" in value or "+" in value) else value
+    return out
 
 
 def _str_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
+    if value is None or value.__class__ is str:
+        return value
+    return str(value)
 
 
 def normalize(
@@ -118,29 +124,30 @@ def normalize(
     if kind == "alias" and previous_id is None:
         raise MessageRejected("previousId", "is required for alias calls")
 
-    context: dict[str, Any] = dict(batch_context or {})
-    if msg.context:
-        context.update(msg.context)
+    context: dict[str, Any] = msg.context or {}
+    if batch_context:
+        context = {**batch_context, **context}
     properties = msg.properties or {}
-    page = context.get("page") if isinstance(context.get("page"), dict) else {}
-    page_props = properties if kind == "page" else {}
-
-    def page_field(key: str) -> str | None:
-        return _str_or_none(page.get(key) or page_props.get(key))
-
-    url = page_field("url")
+    page = context.get("page")
+    if not isinstance(page, dict):
+        page = {}
+    if kind == "page" and properties:
+        page = {**properties, **{k: v for k, v in page.items() if v}}
+    url = _str_or_none(page.get("url")) or None
     campaign_raw = context.get("campaign")
     campaign = (
-        {k: str(v) for k, v in campaign_raw.items() if v is not None and v != ""}
-        if isinstance(campaign_raw, dict)
-        else {}
-    ) or campaign_from_url(url)
-    library = context.get("library") if isinstance(context.get("library"), dict) else {}
-    traits: dict[str, Any] = {}
-    if isinstance(context.get("traits"), dict):
-        traits.update(context["traits"])
-    if msg.traits:
-        traits.update(msg.traits)
+        {k: v if isinstance(v, str) else str(v) for k, v in campaign_raw.items() if v is not None and v != ""}
+        if isinstance(campaign_raw, dict) and campaign_raw
+        else campaign_from_url(url)
+    )
+    library = context.get("library")
+    if not isinstance(library, dict):
+        library = {}
+    context_traits = context.get("traits")
+    if isinstance(context_traits, dict) and context_traits:
+        traits = {**context_traits, **msg.traits} if msg.traits else context_traits
+    else:
+        traits = msg.traits or {}
 
     # Clock skew: the client's clock may be off; trust the interval between its timestamp and sentAt.
     ts_dt = msg.timestamp or msg.originalTimestamp
@@ -150,7 +157,7 @@ def normalize(
     if ts_dt is not None and sent_at is not None:
         ts = received_at_ms - (sent_at - ts)
 
-    rest = {k: v for k, v in context.items() if k not in _LIFTED_CONTEXT_KEYS}
+    rest = {k: v for k, v in context.items() if k not in _LIFTED_CONTEXT_KEYS} if context else {}
     message_id = _as_id(msg.messageId) or event_id
     return Event(
         id=event_id,
@@ -169,10 +176,10 @@ def normalize(
         traits=traits,
         context=rest,
         url=url,
-        path=page_field("path"),
-        title=page_field("title"),
-        referrer=page_field("referrer"),
-        search=page_field("search"),
+        path=_str_or_none(page.get("path")) or None,
+        title=_str_or_none(page.get("title")) or None,
+        referrer=_str_or_none(page.get("referrer")) or None,
+        search=_str_or_none(page.get("search")) or None,
         domain=domain_of(url),
         campaign=campaign,
         ip=_str_or_none(context.get("ip")) or request_ip,
