@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from ingest.http import build_router as build_ingest_router
 from ingest.log import EventLog
 from ingest.receive import Receiver
+from ingest.redis_client import connect_redis
 from ingest.settings import Settings
 from ingest.workspaces import WorkspaceRegistry
 from projections.applier import Applier
@@ -25,7 +26,7 @@ def connect(settings: Settings) -> Redis:
         raise ValueError(
             "no Redis URL: set STREAMFOLD_REDIS_URL or --redis-url (or let `streamfold serve` embed one)"
         )
-    return Redis.from_url(settings.redis_url, max_connections=256)
+    return connect_redis(settings.redis_url, max_connections=256)
 
 
 def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:

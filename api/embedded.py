@@ -69,7 +69,9 @@ class EmbeddedValkey:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         other = self.running_elsewhere()
         if other:
-            raise RuntimeError(f"another streamfold serve already runs on {self.data_dir} (Valkey at {other})")
+            raise RuntimeError(
+                f"another streamfold serve already runs on {self.data_dir} (Valkey at {other})"
+            )
         args = [
             valkey_binary(),
             "--port", str(self.port),

@@ -28,7 +28,12 @@ def ulids(n: int, ms: int) -> list[str]:
     head, bit24 = _encode(base)[:21], base & (1 << 24)
     a = _ALPHABET
     return [
-        head + a[(v := bit24 | i) >> 20] + a[(v >> 15) & 31] + a[(v >> 10) & 31] + a[(v >> 5) & 31] + a[v & 31]
+        head
+        + a[(v := bit24 | i) >> 20]
+        + a[(v >> 15) & 31]
+        + a[(v >> 10) & 31]
+        + a[(v >> 5) & 31]
+        + a[v & 31]
         for i in range(n)
     ]
 

@@ -6,7 +6,7 @@ A `Keyspace` is one partition's projection namespace: the live view is `sf:{p}:â
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,11 +14,11 @@ class Keyspace:
     prefix: str
     partition: int
     view: str = ""  # "" = live
+    base: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def base(self) -> str:
+    def __post_init__(self) -> None:
         tag = f"{self.prefix}:{{{self.partition}}}"
-        return f"{tag}:rb:{self.view}" if self.view else tag
+        object.__setattr__(self, "base", f"{tag}:rb:{self.view}" if self.view else tag)
 
     def rebuild_view(self, name: str) -> Keyspace:
         return Keyspace(self.prefix, self.partition, name)

@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+# HINCRBY takes one field; a batch touches many fields of one hash (a day of the counters cube), so add
+# them in one server-side call per hash instead of one command per field.
+HINCRBY_MANY = """
+for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 0
+"""
+
 
 class Updates:
     def __init__(self) -> None:
@@ -29,9 +36,11 @@ class Updates:
             if self.sadd[key]:
                 pipe.sadd(key, *sorted(self.sadd[key]))
         for key in sorted(self.hincr):
-            for field, n in self.hincr[key].items():
-                if n:
-                    pipe.hincrby(key, field, n)
+            args = [x for field, n in sorted(self.hincr[key].items()) if n for x in (field, n)]
+            if len(args) == 2:
+                pipe.hincrby(key, args[0], args[1])
+            elif args:
+                pipe.eval(HINCRBY_MANY, 1, key, *args)
 
     def __len__(self) -> int:
         return len(self.hset) + len(self.zadd) + len(self.sadd) + len(self.hincr) + len(self.zrem)
