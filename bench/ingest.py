@@ -52,7 +52,10 @@ def make_bodies(n_events: int, per_batch: int) -> tuple[list[bytes], list[dict]]
                 "timestamp": "2026-11-20T10:00:00.000Z",
                 "properties": {"plan": "pro", "value": i % 100, "path": f"/p/{i % 200}"},
                 "context": {
-                    "page": {"url": f"https://site{i % 200}.example.com/p/{i % 200}?utm_source=news", "title": "Page"},
+                    "page": {
+                        "url": f"https://site{i % 200}.example.com/p/{i % 200}?utm_source=news",
+                        "title": "Page",
+                    },
                     "library": {"name": "analytics-python", "version": "2.4.0"},
                 },
             }
@@ -130,7 +133,10 @@ async def xadd_baseline(url: str, events: list[dict], per_pipe: int) -> float:
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -153,7 +159,12 @@ async def run(n_events: int, per_batch: int, connections: int, fsync: str) -> di
     url = server.start()
     port = free_port()
     settings = Settings(redis_url=url, partitions=16)
-    env = {**os.environ, "STREAMFOLD_REDIS_URL": url, "STREAMFOLD_PORT": str(port), "STREAMFOLD_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "STREAMFOLD_REDIS_URL": url,
+        "STREAMFOLD_PORT": str(port),
+        "STREAMFOLD_LOG_LEVEL": "warning",
+    }
     procs = []
     try:
         redis = Redis.from_url(url)
