@@ -33,6 +33,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         data_dir=getattr(args, "data_dir", None),
         fold_partitions=getattr(args, "fold_partitions", None),
         key_prefix=getattr(args, "key_prefix", None),
+        max_event_bytes=getattr(args, "max_event_bytes", None),
+        max_request_bytes=getattr(args, "max_request_bytes", None),
+        max_batch_events=getattr(args, "max_batch_events", None),
     )
 
 
@@ -290,7 +293,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     out = {}
     for f in fields(settings):
         value = getattr(settings, f.name)
-        if f.name != "extra" and value is not None:
+        if value is not None:
             out[f"STREAMFOLD_{f.name.upper()}"] = str(value)
     return out
 
@@ -316,7 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--demo", action="store_true", help="create the demo workspace on first start and print its keys"
     )
-    s.add_argument("--workers", type=int, default=1, help="HTTP worker processes (>1: folding runs in a child)")
+    s.add_argument("--max-event-bytes", type=int, help="ingest limit per event (default 32768)")
+    s.add_argument(
+        "--max-request-bytes", type=int, help="ingest limit per request, decompressed (default 512000)"
+    )
+    s.add_argument("--max-batch-events", type=int, help="ingest limit of events per batch (default 2500)")
+    s.add_argument(
+        "--workers", type=int, default=1, help="HTTP worker processes (>1: folding runs in a child)"
+    )
     s.set_defaults(func=cmd_serve)
 
     f = sub.add_parser("fold", parents=[common], help="run appliers only")

@@ -43,6 +43,24 @@ return 0
 """
 
 
+MAX_TRANSACTION_BYTES = 1_000_000  # encoded events folded per MULTI/EXEC, at most (one entry may exceed it)
+
+
+def chunk_entries(
+    entries: list[tuple[bytes, dict[bytes, bytes]]], max_bytes: int
+) -> list[list[tuple[bytes, dict[bytes, bytes]]]]:
+    chunks: list[list[tuple[bytes, dict[bytes, bytes]]]] = [[]]
+    size = 0
+    for entry in entries:
+        n = len(entry[1].get(b"d", b""))
+        if chunks[-1] and size + n > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += n
+    return [c for c in chunks if c]
+
+
 def consumer_name(partition: int) -> str:
     # One consumer per partition: the group's pending list of a partition is its owner's, whoever that is.
     return f"fold-{partition}"
@@ -95,7 +113,9 @@ class PartitionOwner:
             await self.redis.eval(_RELEASE, 1, keys.fence_owner(self.ks), self.fence.token)
 
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        await fold_entries(self.redis, self.ks, entries, fence=self.fence)
+        # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
+        for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
+            await fold_entries(self.redis, self.ks, chunk, fence=self.fence)
 
     async def drain_pending(self) -> None:
         """Fold entries delivered to an earlier owner but never acknowledged, in log order."""
