@@ -32,6 +32,9 @@ from .fold import GROUP, Fence, fold_entries
 from .keys import Keyspace
 
 log = logging.getLogger("streamfold.applier")
+# FastStream's own per-batch chatter stays out of the logs; its warnings and errors still show.
+_faststream_log = logging.getLogger("streamfold.faststream")
+_faststream_log.setLevel(logging.WARNING)
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -195,7 +198,7 @@ class Applier:
         self.settings = settings
         self.partitions = settings.owned_partitions() if partitions is None else partitions
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
-        self.broker = RedisBroker(settings.redis_url, log_level=logging.DEBUG)
+        self.broker = RedisBroker(settings.redis_url, logger=_faststream_log, log_level=logging.DEBUG)
         self._tasks: list[asyncio.Task[None]] = []
         self._owners: dict[int, PartitionOwner] = {}
         self._stopping = asyncio.Event()
