@@ -18,7 +18,7 @@ from projections.applier import Applier
 
 from . import errors
 from .deps import Services
-from .routers import events
+from .routers import contacts, events
 
 
 def connect(settings: Settings) -> Redis:
@@ -56,14 +56,11 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(build_ingest_router())
     app.include_router(events.router)
+    app.include_router(contacts.contacts_router)
+    app.include_router(contacts.companies_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
-
-
-def create_app_from_env() -> FastAPI:
-    """Factory for uvicorn worker processes (`streamfold serve --workers N`): HTTP only, settings from env."""
-    return create_app(Settings.from_env(), run_appliers=False)

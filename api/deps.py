@@ -73,3 +73,4 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Tenant]]:
 
 
 EventsReader = Annotated[Tenant, Depends(require_scope("events:read"))]
+ContactsReader = Annotated[Tenant, Depends(require_scope("contacts:read"))]

@@ -11,10 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from fastapi import APIRouter, Request, Response
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import RateLimited, StreamfoldError, Unavailable
+from .errors import RateLimited, StreamfoldError
 from .receive import Receiver
 
 SUCCESS_BODY = b'{"success":true}'
@@ -80,8 +78,6 @@ def _make_handler(
             )
         except StreamfoldError as exc:
             return error_response(exc, headers)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            return error_response(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
         if receipt.rejected:
             body = {
                 "success": True,

@@ -79,9 +79,12 @@ class Event(msgspec.Struct, array_like=True, omit_defaults=True):
     library_version: str | None = None
     name: str | None = None  # page / screen name
     category: str | None = None
+    source: str | None = None  # a non-SDK source: "crm:<name>", "email:<provider>"
+    email: str | None = None  # who the event is about, for sources that know people by email (CRM, email)
 
 
 EVENT_KINDS = ("track", "page", "screen")  # kinds that are "events" in the Events API (not identity calls)
+CRM_CONTACT, CRM_COMPANY = "crm_contact", "crm_company"  # CRM upserts: identity records, not listed events
 
 _event_list_encoder = msgspec.msgpack.Encoder()
 _event_list_decoder = msgspec.msgpack.Decoder(list[Event])

@@ -51,9 +51,9 @@ def is_listed(event: Event) -> bool:
 def is_identified(located: Located) -> bool:
     """Whether an event counts as linked to a known contact (`identified_only`, `ix:idf`, the counters cube).
 
-    The identity projection sets `contact_id`; until it does, an event with a `userId` counts as identified.
+    The identity projection (`projections/identity.py`) sets `contact_id` in the fold before `apply_events`.
     """
-    return located.contact_id is not None or located.event.user_id is not None
+    return located.contact_id is not None
 
 
 def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located]) -> None:

@@ -8,7 +8,7 @@ MULTI/EXEC holding the updates, the new checkpoint and the XACK of the entries â
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -22,6 +22,7 @@ from ingest.schema import Event
 from . import keys
 from .counters import apply_counters
 from .events import Located, apply_events
+from .identity import load_identity, queue_event_contacts, queue_moves, resolve_contacts
 from .keys import Keyspace
 from .updates import Updates
 
@@ -98,6 +99,7 @@ async def fold_entries(
 
     u = Updates()
     applied = duplicates = 0
+    batch: dict[str, list[Located]] = {}
     for ws in sorted(by_ws):
         already = seen.get(ws, set())
         fresh_events: list[Located] = []
@@ -107,12 +109,23 @@ async def fold_entries(
                 continue
             already.add(loc.event.message_id)
             fresh_events.append(loc)
-        if not fresh_events:
-            continue
-        applied += len(fresh_events)
+        if fresh_events:
+            batch[ws] = fresh_events
+            applied += len(fresh_events)
+
+    # Identity first: each event's contact (links and merges of the whole batch applied), then the indices
+    # and counters see it; earlier batches' events that changed contact move in the same transaction.
+    identity = await load_identity(redis, ks, batch) if batch else {}
+    for ws, fresh_events in batch.items():
+        contacts = resolve_contacts(identity[ws], fresh_events)
+        located = [replace(loc, contact_id=c) for loc, c in zip(fresh_events, contacts, strict=True)]
         u.sadd[keys.workspaces(ks)].add(ws)
-        apply_events(u, ks, ws, fresh_events)
-        apply_counters(u, ks, ws, fresh_events)
+        identity[ws].queue_writes(u)
+        queue_event_contacts(u, ks, ws, located, contacts)
+        apply_events(u, ks, ws, located)
+        apply_counters(u, ks, ws, located)
+    if identity:
+        await queue_moves(redis, ks, u, identity)
 
     new_ckpt = None
     if entries:

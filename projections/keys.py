@@ -124,3 +124,41 @@ def index_anonymous(ks: Keyspace, workspace: str, anonymous_id: str) -> str:
 def index_received(ks: Keyspace, workspace: str) -> str:
     """ZSET of all events scored by receipt time (`createdAt`) instead of event time."""
     return f"{_w(ks, workspace)}:ix:r"
+
+
+# ---- identity, contacts and companies (projections/identity.py, projections/contacts.py)
+
+
+def identity_map(ks: Keyspace, workspace: str, kind: str) -> str:
+    """HASH identifier → contact id; `kind` is `a` (anonymous id), `u` (user id), `e` (email), `x` (CRM id)."""
+    return f"{_w(ks, workspace)}:id:{kind}"
+
+
+def company_map(ks: Keyspace, workspace: str) -> str:
+    """HASH 'g:<groupId>' | 'x:<CRM id>' | 'd:<domain>' | 'n:<name>' → company id."""
+    return f"{_w(ks, workspace)}:id:co"
+
+
+def event_contacts(ks: Keyspace, workspace: str) -> str:
+    """HASH event ULID → contact id, for every listed event linked to a contact."""
+    return f"{_w(ks, workspace)}:id:evc"
+
+
+def contacts(ks: Keyspace, workspace: str) -> str:
+    """HASH contact id → contact document (merged contacts stay, pointing at their survivor)."""
+    return f"{_w(ks, workspace)}:ct"
+
+
+def contact_list(ks: Keyspace, workspace: str) -> str:
+    """ZSET live contact id → creation time (ms)."""
+    return f"{_w(ks, workspace)}:ct:ix"
+
+
+def companies(ks: Keyspace, workspace: str) -> str:
+    """HASH company id → company document."""
+    return f"{_w(ks, workspace)}:co"
+
+
+def company_list(ks: Keyspace, workspace: str) -> str:
+    """ZSET company id → creation time (ms)."""
+    return f"{_w(ks, workspace)}:co:ix"

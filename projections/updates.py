@@ -20,6 +20,7 @@ class Updates:
         self.zrem: dict[str, set[str]] = defaultdict(set)
         self.sadd: dict[str, set[str]] = defaultdict(set)
         self.hincr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.hdel: dict[str, set[str]] = defaultdict(set)  # e.g. counter cells moved to zero
 
     def queue(self, pipe: Any) -> None:
         """Queue every update on a (transactional) pipeline, in a deterministic order."""
@@ -41,6 +42,16 @@ class Updates:
                 pipe.hincrby(key, args[0], args[1])
             elif args:
                 pipe.eval(HINCRBY_MANY, 1, key, *args)
+        for key in sorted(self.hdel):
+            if self.hdel[key]:
+                pipe.hdel(key, *sorted(self.hdel[key]))
 
     def __len__(self) -> int:
-        return len(self.hset) + len(self.zadd) + len(self.sadd) + len(self.hincr) + len(self.zrem)
+        return (
+            len(self.hset)
+            + len(self.zadd)
+            + len(self.sadd)
+            + len(self.hincr)
+            + len(self.zrem)
+            + len(self.hdel)
+        )

@@ -1,0 +1,164 @@
+"""`/v1/contacts` and `/v1/companies`: the identity projection's people and companies (scope `contacts:read`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from redis.asyncio import Redis
+
+from ingest.errors import NotFound
+from projections import keys
+from projections.contacts import (
+    CompanyDoc,
+    ContactDoc,
+    read_companies,
+    read_company_ids_of_contacts,
+    read_company_page,
+    read_contact_page,
+    read_contacts,
+)
+from projections.keys import Keyspace
+
+from ..deps import ContactsReader, ServicesDep
+
+contacts_router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+companies_router = APIRouter(prefix="/v1/companies", tags=["companies"])
+
+Page = Annotated[int, Query(ge=1, description="Page number.")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Results per page (1–100).")]
+SortDir = Annotated[Literal["asc", "desc"], Query(description="By creation time.")]
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def company_summary(co: CompanyDoc | None) -> dict[str, Any] | None:
+    if co is None:
+        return None
+    return {"_id": co.id, "name": co.fields.get("name"), "domain": co.fields.get("domain")}
+
+
+def contact_document(c: ContactDoc, company: CompanyDoc | None, events_count: int) -> dict[str, Any]:
+    f = c.fields
+    return {
+        "_id": c.id,
+        "email": f.get("email"),
+        "firstname": f.get("firstname"),
+        "lastname": f.get("lastname"),
+        "phone": f.get("phone"),
+        "title": f.get("title"),
+        "company": company_summary(company),
+        "custom_fields": {k: v for k, v in sorted(f.items()) if k.startswith("profile_field_")},
+        "user_ids": c.user_ids,
+        "anonymous_ids": c.anonymous_ids,
+        "emails": c.emails,
+        "external_ids": c.external_ids,
+        "merged_ids": c.merged_ids,
+        "events_count": events_count,
+        "createdAt": iso_ms(c.created_at),
+        "updatedAt": iso_ms(c.updated_at or c.created_at),
+    }
+
+
+def company_document(co: CompanyDoc) -> dict[str, Any]:
+    f = co.fields
+    return {
+        "_id": co.id,
+        "name": f.get("name"),
+        "domain": f.get("domain"),
+        "industry": f.get("industry"),
+        "employees": f.get("employees"),
+        "plan": f.get("plan"),
+        "custom_fields": {k: v for k, v in sorted(f.items()) if k.startswith("profile_field_")},
+        "group_ids": [k[2:] for k in co.keys if k.startswith("g:")],
+        "external_ids": [k[2:] for k in co.keys if k.startswith("x:")],
+        "createdAt": iso_ms(co.created_at),
+        "updatedAt": iso_ms(co.updated_at or co.created_at),
+    }
+
+
+async def _contact_documents(
+    redis: Redis, ks: Keyspace, workspace: str, docs: list[ContactDoc]
+) -> list[dict[str, Any]]:
+    company_of = await read_company_ids_of_contacts(redis, ks, workspace, docs)
+    companies = await read_companies(redis, ks, workspace, list(company_of.values()))
+    pipe = redis.pipeline(transaction=False)
+    for c in docs:
+        pipe.zcard(keys.index_contact(ks, workspace, c.id))
+    counts = await pipe.execute() if docs else []
+    return [
+        contact_document(c, companies.get(company_of.get(c.id, "")), int(n))
+        for c, n in zip(docs, counts, strict=True)
+    ]
+
+
+def _pagination(page: int, limit: int, total: int) -> dict[str, int]:
+    return {"page": page, "limit": limit, "total_pages": -(-total // limit), "total_items": total}
+
+
+@contacts_router.get("")
+async def list_contacts(
+    tenant: ContactsReader,
+    services: ServicesDep,
+    page: Page = 1,
+    limit: Limit = 20,
+    sort_dir: SortDir = "desc",
+) -> dict[str, Any]:
+    """Contacts, newest first by default, each with its company and events count."""
+    total, docs = await read_contact_page(
+        services.redis,
+        tenant.ks,
+        tenant.id,
+        offset=(page - 1) * limit,
+        limit=limit,
+        descending=sort_dir == "desc",
+    )
+    return {
+        "status": "success",
+        "contacts": await _contact_documents(services.redis, tenant.ks, tenant.id, docs),
+        "pagination": _pagination(page, limit, total),
+    }
+
+
+@contacts_router.get("/{contact_id}")
+async def get_contact(contact_id: str, tenant: ContactsReader, services: ServicesDep) -> dict[str, Any]:
+    """One contact; an id merged into another contact answers with the surviving contact."""
+    found = await read_contacts(services.redis, tenant.ks, tenant.id, [contact_id])
+    if contact_id not in found:
+        raise NotFound(f"contact {contact_id!r} not found", details={"contact_id": contact_id})
+    (doc,) = await _contact_documents(services.redis, tenant.ks, tenant.id, [found[contact_id]])
+    return {"status": "success", "contact": doc}
+
+
+@companies_router.get("")
+async def list_companies(
+    tenant: ContactsReader,
+    services: ServicesDep,
+    page: Page = 1,
+    limit: Limit = 20,
+    sort_dir: SortDir = "desc",
+) -> dict[str, Any]:
+    total, docs = await read_company_page(
+        services.redis,
+        tenant.ks,
+        tenant.id,
+        offset=(page - 1) * limit,
+        limit=limit,
+        descending=sort_dir == "desc",
+    )
+    return {
+        "status": "success",
+        "companies": [company_document(co) for co in docs],
+        "pagination": _pagination(page, limit, total),
+    }
+
+
+@companies_router.get("/{company_id}")
+async def get_company(company_id: str, tenant: ContactsReader, services: ServicesDep) -> dict[str, Any]:
+    found = await read_companies(services.redis, tenant.ks, tenant.id, [company_id])
+    if company_id not in found:
+        raise NotFound(f"company {company_id!r} not found", details={"company_id": company_id})
+    return {"status": "success", "company": company_document(found[company_id])}

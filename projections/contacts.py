@@ -1,0 +1,206 @@
+"""Contact and company documents (what the identity fold writes) and their read functions.
+
+A document keeps every field with the version that set it — (event timestamp, entry ms, entry seq, index) — so
+conflicting writes resolve the same way whatever order or batching the fold saw: the greatest version wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from ingest.sources.profile import email_domain
+
+from . import keys
+from .keys import Keyspace
+
+
+class ContactDoc(msgspec.Struct, omit_defaults=True, kw_only=True):
+    id: str
+    created_at: int  # timestamp of the event that created it
+    created_pos: list[int]  # that event's log position: [entry ms, entry seq, index]
+    updated_at: int = 0
+    fields: dict[str, Any] = {}
+    versions: dict[str, list[int]] = {}
+    user_ids: list[str] = []
+    anonymous_ids: list[str] = []
+    emails: list[str] = []
+    external_ids: list[str] = []
+    merged_ids: list[str] = []  # contacts merged into this one
+    merged_into: str | None = None  # set on a merged-away contact: its survivor
+
+
+class CompanyDoc(msgspec.Struct, omit_defaults=True, kw_only=True):
+    id: str
+    created_at: int
+    created_pos: list[int]
+    updated_at: int = 0
+    fields: dict[str, Any] = {}
+    versions: dict[str, list[int]] = {}
+    keys: list[str] = []  # 'g:<groupId>', 'x:<CRM id>', 'd:<domain>', 'n:<name>'
+
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_contact_decoder = msgspec.json.Decoder(ContactDoc)
+_company_decoder = msgspec.json.Decoder(CompanyDoc)
+
+
+def encode_doc(doc: ContactDoc | CompanyDoc) -> bytes:
+    return _encoder.encode(doc)
+
+
+def decode_contact(raw: bytes) -> ContactDoc:
+    return _contact_decoder.decode(raw)
+
+
+def decode_company(raw: bytes) -> CompanyDoc:
+    return _company_decoder.decode(raw)
+
+
+# ---------------------------------------------------------------- reads
+
+
+async def read_contacts(redis: Redis, ks: Keyspace, workspace: str, ids: list[str]) -> dict[str, ContactDoc]:
+    """Documents of `ids` (merged-away ids resolve to their survivor), keyed by the id asked for."""
+    ids = list(dict.fromkeys(i for i in ids if i))
+    if not ids:
+        return {}
+    raws = await redis.hmget(keys.contacts(ks, workspace), ids)
+    out = {i: decode_contact(r) for i, r in zip(ids, raws, strict=True) if r is not None}
+    survivors = {d.merged_into for d in out.values() if d.merged_into}
+    if survivors:
+        found = await read_contacts(redis, ks, workspace, sorted(survivors))
+        for i, d in list(out.items()):
+            if d.merged_into:
+                if d.merged_into in found:
+                    out[i] = found[d.merged_into]
+                else:
+                    del out[i]
+    return out
+
+
+async def read_companies(redis: Redis, ks: Keyspace, workspace: str, ids: list[str]) -> dict[str, CompanyDoc]:
+    ids = list(dict.fromkeys(i for i in ids if i))
+    if not ids:
+        return {}
+    raws = await redis.hmget(keys.companies(ks, workspace), ids)
+    return {i: decode_company(r) for i, r in zip(ids, raws, strict=True) if r is not None}
+
+
+async def read_company_ids_of_contacts(
+    redis: Redis, ks: Keyspace, workspace: str, contacts: list[ContactDoc]
+) -> dict[str, str]:
+    """contact id → company id: the explicit company (group call, CRM), else the company whose domain is the
+    domain of the contact's email, when one exists."""
+    out: dict[str, str] = {}
+    by_domain: dict[str, list[str]] = {}
+    for c in contacts:
+        explicit = c.fields.get("company_id")
+        if explicit:
+            out[c.id] = explicit
+        else:
+            d = email_domain(c.fields.get("email"))
+            if d:
+                by_domain.setdefault(f"d:{d}", []).append(c.id)
+    if by_domain:
+        names = sorted(by_domain)
+        for name, co in zip(names, await redis.hmget(keys.company_map(ks, workspace), names), strict=True):
+            if co is not None:
+                for cid in by_domain[name]:
+                    out[cid] = co.decode()
+    return out
+
+
+async def read_contact_ids_of_events(
+    redis: Redis, ks: Keyspace, workspace: str, event_ids: list[str]
+) -> dict[str, str]:
+    """event id (`evt_…`) → contact id, for the events linked to a contact."""
+    if not event_ids:
+        return {}
+    found = await redis.hmget(keys.event_contacts(ks, workspace), [e[4:] for e in event_ids])
+    return {e: c.decode() for e, c in zip(event_ids, found, strict=True) if c is not None}
+
+
+async def read_contact_of_identifier(
+    redis: Redis, ks: Keyspace, workspace: str, *, user_id: str | None = None,
+    anonymous_id: str | None = None, email: str | None = None,
+) -> str | None:  # fmt: skip
+    """The contact an identifier belongs to now (user id first, then anonymous id, then email)."""
+    for kind, value in (("u", user_id), ("a", anonymous_id), ("e", email)):
+        if value:
+            hit = await redis.hget(keys.identity_map(ks, workspace, kind), value)
+            if hit is not None:
+                return hit.decode()
+    return None
+
+
+@dataclass(slots=True)
+class Enrichment:
+    """What the Events API adds to an event: its contact and that contact's company."""
+
+    contact_id: str | None
+    contact: dict[str, Any] | None
+    company: dict[str, Any] | None
+
+
+async def read_enrichments(
+    redis: Redis, ks: Keyspace, workspace: str, event_ids: list[str]
+) -> dict[str, Enrichment]:
+    """Enrichment of each event id, in three pipelined round trips for a whole page."""
+    by_event = await read_contact_ids_of_events(redis, ks, workspace, event_ids)
+    contacts = await read_contacts(redis, ks, workspace, list(by_event.values()))
+    company_of = await read_company_ids_of_contacts(redis, ks, workspace, list(contacts.values()))
+    companies = await read_companies(redis, ks, workspace, list(company_of.values()))
+    out: dict[str, Enrichment] = {}
+    for eid in event_ids:
+        cid = by_event.get(eid)
+        c = contacts.get(cid) if cid else None
+        if c is None:
+            out[eid] = Enrichment(None, None, None)
+            continue
+        co = companies.get(company_of.get(c.id, ""))
+        out[eid] = Enrichment(
+            c.id,
+            {"_id": c.id, "firstname": c.fields.get("firstname"), "lastname": c.fields.get("lastname")},
+            {"_id": co.id, "name": co.fields.get("name"), "domain": co.fields.get("domain")} if co else None,
+        )
+    return out
+
+
+async def read_contact_page(
+    redis: Redis, ks: Keyspace, workspace: str, *, offset: int, limit: int, descending: bool = True
+) -> tuple[int, list[ContactDoc]]:
+    key = keys.contact_list(ks, workspace)
+    pipe = redis.pipeline(transaction=False)
+    pipe.zcard(key)
+    if descending:
+        pipe.zrange(key, offset, offset + limit - 1, desc=True)
+    else:
+        pipe.zrange(key, offset, offset + limit - 1)
+    total, ids = await pipe.execute()
+    docs = await read_contacts(redis, ks, workspace, [i.decode() for i in ids])
+    return int(total), [docs[i.decode()] for i in ids if i.decode() in docs]
+
+
+async def read_company_page(
+    redis: Redis, ks: Keyspace, workspace: str, *, offset: int, limit: int, descending: bool = True
+) -> tuple[int, list[CompanyDoc]]:
+    key = keys.company_list(ks, workspace)
+    pipe = redis.pipeline(transaction=False)
+    pipe.zcard(key)
+    if descending:
+        pipe.zrange(key, offset, offset + limit - 1, desc=True)
+    else:
+        pipe.zrange(key, offset, offset + limit - 1)
+    total, ids = await pipe.execute()
+    docs = await read_companies(redis, ks, workspace, [i.decode() for i in ids])
+    return int(total), [docs[i.decode()] for i in ids if i.decode() in docs]
+
+
+async def read_merge_history(redis: Redis, ks: Keyspace, workspace: str, contact_id: str) -> list[str]:
+    """The contact ids merged into `contact_id` (its survivor's, if it was merged away itself)."""
+    docs = await read_contacts(redis, ks, workspace, [contact_id])
+    return docs[contact_id].merged_ids if contact_id in docs else []
