@@ -89,6 +89,20 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workspace_set_origins(args: argparse.Namespace) -> int:
+    settings = _resolve_url(_settings(args))
+
+    async def run(reg: WorkspaceRegistry, _r: Any) -> Any:
+        ws = await reg.find_workspace(args.workspace)
+        return await reg.set_allowed_origins(ws.id, [] if args.any else args.origins)
+
+    if not args.any and not args.origins:
+        raise SystemExit("give one or more origins (https://www.example.com), or --any")
+    ws = asyncio.run(_with_registry(settings, run))
+    print(f"{ws.id}  allowed origins: {' '.join(ws.allowed_origins) or 'any'}")
+    return 0
+
+
 def cmd_key_create(args: argparse.Namespace) -> int:
     settings = _resolve_url(_settings(args))
 
@@ -284,6 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     wc.set_defaults(func=cmd_workspace_create)
     wl = w.add_parser("list", parents=[common])
     wl.set_defaults(func=cmd_workspace_list)
+    wo = w.add_parser(
+        "set-origins",
+        parents=[common],
+        help="restrict the website origins that may send events from browsers (default: any)",
+    )
+    wo.add_argument("workspace", help="workspace name or id")
+    wo.add_argument("origins", nargs="*", help="e.g. https://www.example.com https://*.example.com")
+    wo.add_argument("--any", action="store_true", help="allow any origin again")
+    wo.set_defaults(func=cmd_workspace_set_origins)
 
     k = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     kc = k.add_parser("create", parents=[common], help="add a key to a workspace")

@@ -3,6 +3,8 @@
 Long paths `/v1/track|page|screen|identify|group|alias|batch`, the browser short forms `/v1/t|p|s|i|g|a|b`,
 the beacon form `/beacon/v1/batch?writeKey=`, and Segment's own metrics sink `/v1/m`. Bodies are JSON
 whatever the Content-Type. Answers: 200 `{"success": true}`; errors carry `code` and `message`.
+CORS is open on every ingest path unless the workspace lists its allowed origins; a refused origin gets a
+403 without CORS headers. The read API opens no CORS.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import msgspec
 from fastapi import APIRouter, Request, Response
 
 from .errors import RateLimited, StreamfoldError
-from .receive import Receiver
+from .receive import OriginRefused, Receiver
 
 SUCCESS_BODY = b'{"success":true}'
 _encoder = msgspec.json.Encoder()
@@ -75,7 +77,10 @@ def _make_handler(
                 query_key=request.query_params.get("writeKey") if beacon else None,
                 ip=request.client.host if request.client else None,
                 user_agent=request.headers.get("user-agent"),
+                origin=request.headers.get("origin"),
             )
+        except OriginRefused as exc:
+            return error_response(exc, {})
         except StreamfoldError as exc:
             return error_response(exc, headers)
         if receipt.rejected:
@@ -91,6 +96,14 @@ def _make_handler(
 
 
 async def preflight(request: Request) -> Response:
+    """Both browser SDKs preflight (they send Authorization). Only the beacon form names its workspace here,
+    so only there can a refused origin be turned away this early; elsewhere the POST itself is refused."""
+    try:
+        await _receiver(request).check_origin(
+            request.query_params.get("writeKey"), request.headers.get("origin")
+        )
+    except OriginRefused as exc:
+        return error_response(exc, {})
     headers = cors_headers(request)
     if headers:
         headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"

@@ -60,6 +60,34 @@ class BatchRejected(InvalidRequest):
         self.rejected = rejected
 
 
+class OriginRefused(Forbidden):
+    """A browser request from a website origin the workspace does not allow (answered without CORS headers)."""
+
+    code = "origin_not_allowed"
+
+    def __init__(self, origin: str) -> None:
+        super().__init__(
+            f"origin {origin!r} may not send events to this workspace (see its allowed origins)",
+            details={"field": "Origin", "origin": origin},
+        )
+
+
+def origin_allowed(workspace: Workspace, origin: str | None) -> bool:
+    """Requests without an Origin (server SDKs) always pass; `*.example.com` entries match subdomains."""
+    allowed = workspace.allowed_origins
+    if not allowed or origin is None or "*" in allowed:
+        return True
+    origin = origin.rstrip("/").lower()
+    if origin in allowed:
+        return True
+    scheme, _, host = origin.partition("://")
+    for pattern in allowed:
+        p_scheme, _, p_host = pattern.partition("://")
+        if p_host.startswith("*.") and p_scheme == scheme and host.endswith(p_host[1:]):
+            return True
+    return False
+
+
 class BatchTooLarge(PayloadTooLarge):
     def __init__(self, rejected: list[Rejection]) -> None:
         super().__init__(rejected[0].message, details=[r.as_dict() for r in rejected])
@@ -134,6 +162,14 @@ class Receiver:
             raise Forbidden("this workspace is disabled")
         return grant.workspace
 
+    async def check_origin(self, key: str | None, origin: str | None) -> None:
+        """Preflight check, possible only when the key is in the query string (the beacon form)."""
+        if key is None or origin is None:
+            return
+        grant = await self.registry.resolve(key)
+        if grant is not None and not origin_allowed(grant.workspace, origin):
+            raise OriginRefused(origin)
+
     async def receive(
         self,
         body: bytes,
@@ -145,6 +181,7 @@ class Receiver:
         query_key: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
+        origin: str | None = None,
         workspace: Workspace | None = None,
     ) -> Receipt:
         s = self.settings
@@ -194,6 +231,8 @@ class Receiver:
                 except msgspec.DecodeError as exc:
                     raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
             workspace = await self.authenticate(key)
+        if not origin_allowed(workspace, origin):
+            raise OriginRefused(origin or "")
 
         ids = ulids(len(raws), received_at)
         events: list[Event] = []

@@ -53,6 +53,18 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def normalize_origin(origin: str) -> str:
+    """`https://Shop.Example.com/` → `https://shop.example.com`; `https://*.example.com` allows subdomains."""
+    text = origin.strip().rstrip("/").lower()
+    scheme, sep, host = text.partition("://")
+    if not sep or scheme not in ("http", "https") or not host or "/" in host or " " in host:
+        raise InvalidRequest(
+            f"origin {origin!r} is not scheme://host[:port] (e.g. https://www.example.com)",
+            details={"field": "allowed_origins"},
+        )
+    return text
+
+
 def validate_timezone(tz: str) -> str:
     try:
         ZoneInfo(tz)
@@ -154,6 +166,11 @@ class WorkspaceRegistry:
         await self.redis.hset(keys.workspace(self.prefix, workspace_id), mapping=fields)
         self._cache.clear()
         return await self.get_workspace(workspace_id)
+
+    async def set_allowed_origins(self, workspace_id: str, origins: list[str]) -> Workspace:
+        """Restrict which website origins may post events (an empty list allows any origin)."""
+        normalized = " ".join(dict.fromkeys(normalize_origin(o) for o in origins))
+        return await self.update_workspace(workspace_id, allowed_origins=normalized)
 
     async def resolve(self, key: str) -> KeyGrant | None:
         """The grant of a presented key, or None. Cached for `key_cache_seconds` (revocation delay)."""
