@@ -64,3 +64,8 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn worker processes (`streamfold serve --workers N`): HTTP only, settings from env."""
+    return create_app(Settings.from_env(), run_appliers=False)

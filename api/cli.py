@@ -10,7 +10,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         data_dir=getattr(args, "data_dir", None),
         fold_partitions=getattr(args, "fold_partitions", None),
         key_prefix=getattr(args, "key_prefix", None),
+        max_event_bytes=getattr(args, "max_event_bytes", None),
+        max_request_bytes=getattr(args, "max_request_bytes", None),
+        max_batch_events=getattr(args, "max_batch_events", None),
     )
 
 
@@ -166,6 +171,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
 
     settings = _resolve_url(_settings(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    tune_gc()
 
     async def run() -> None:
         redis = connect(settings)
@@ -235,6 +241,16 @@ def _banner(settings: Settings, demo: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def tune_gc() -> None:
+    """Long-lived servers allocate many short-lived dicts per request; fewer cyclic-GC passes over the
+    (frozen) start-up heap cost nothing in correctness and measurably cut CPU per event."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -249,18 +265,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.with_(redis_url=embedded.start())
     # uvicorn re-raises the signal it stopped on; make SIGTERM unwind like Ctrl-C so Valkey is shut down too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    fold_proc = None
     try:
         demo = asyncio.run(_ensure_demo(settings)) if args.demo else None
-        app = create_app(settings, run_appliers=not args.no_fold)
         print(_banner(settings, demo), flush=True)
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
-        )
-        uvicorn.Server(config).run()
+        if args.workers > 1:
+            # uvicorn worker processes serve HTTP; one child process folds (settings travel as env vars)
+            env = {**os.environ, **settings_env(settings)}
+            os.environ.update(settings_env(settings))
+            if not args.no_fold:
+                fold_proc = subprocess.Popen([sys.executable, "-m", "api.cli", "fold"], env=env)
+            uvicorn.run(
+                "api.app:create_app_from_env",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=args.workers,
+                log_level=settings.log_level,
+                access_log=False,
+            )
+        else:
+            app = create_app(settings, run_appliers=not args.no_fold)
+            tune_gc()
+            config = uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
+            )
+            uvicorn.Server(config).run()
     finally:
+        if fold_proc is not None:
+            fold_proc.terminate()
+            fold_proc.wait(timeout=30)
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as STREAMFOLD_* variables, for child processes."""
+    from dataclasses import fields
+
+    out = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            out[f"STREAMFOLD_{f.name.upper()}"] = str(value)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-fold", action="store_true", help="HTTP only; run `streamfold fold` elsewhere")
     s.add_argument(
         "--demo", action="store_true", help="create the demo workspace on first start and print its keys"
+    )
+    s.add_argument("--max-event-bytes", type=int, help="ingest limit per event (default 32768)")
+    s.add_argument(
+        "--max-request-bytes", type=int, help="ingest limit per request, decompressed (default 512000)"
+    )
+    s.add_argument("--max-batch-events", type=int, help="ingest limit of events per batch (default 2500)")
+    s.add_argument(
+        "--workers", type=int, default=1, help="HTTP worker processes (>1: folding runs in a child)"
     )
     s.set_defaults(func=cmd_serve)
 

@@ -62,6 +62,13 @@ class RateLimited(StreamfoldError):
         self.retry_after = retry_after
 
 
+class Unavailable(StreamfoldError):
+    """A backing store did not answer; nothing was stored, and the client should retry (SDKs retry 5xx)."""
+
+    status = 503
+    code = "unavailable"
+
+
 class PoisonEntry(StreamfoldError):
     """A log entry the fold cannot decode or that violates an invariant; it goes to the dead-letter stream."""
 

@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from fastapi import APIRouter, Request, Response
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import RateLimited, StreamfoldError
+from .errors import RateLimited, StreamfoldError, Unavailable
 from .receive import OriginRefused, Receiver
 
 SUCCESS_BODY = b'{"success":true}'
@@ -83,6 +85,8 @@ def _make_handler(
             return error_response(exc, {})
         except StreamfoldError as exc:
             return error_response(exc, headers)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            return error_response(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
         if receipt.rejected:
             body = {
                 "success": True,

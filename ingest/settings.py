@@ -6,7 +6,7 @@ CLI flags override the environment (see `api/cli.py`); everything else receives 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 
@@ -36,15 +36,12 @@ class Settings:
     attribution_rate_limit_per_minute: int = 7
     key_cache_seconds: float = 5.0
     log_level: str = "info"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             raw = env.get(f"STREAMFOLD_{f.name.upper()}")
             if raw is None or raw == "":
                 continue

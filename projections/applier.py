@@ -32,6 +32,9 @@ from .fold import GROUP, Fence, fold_entries
 from .keys import Keyspace
 
 log = logging.getLogger("streamfold.applier")
+# FastStream's own per-batch chatter stays out of the logs; its warnings and errors still show.
+_faststream_log = logging.getLogger("streamfold.faststream")
+_faststream_log.setLevel(logging.WARNING)
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -41,6 +44,24 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+
+MAX_TRANSACTION_BYTES = 1_000_000  # encoded events folded per MULTI/EXEC, at most (one entry may exceed it)
+
+
+def chunk_entries(
+    entries: list[tuple[bytes, dict[bytes, bytes]]], max_bytes: int
+) -> list[list[tuple[bytes, dict[bytes, bytes]]]]:
+    chunks: list[list[tuple[bytes, dict[bytes, bytes]]]] = [[]]
+    size = 0
+    for entry in entries:
+        n = len(entry[1].get(b"d", b""))
+        if chunks[-1] and size + n > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += n
+    return [c for c in chunks if c]
 
 
 def consumer_name(partition: int) -> str:
@@ -95,7 +116,9 @@ class PartitionOwner:
             await self.redis.eval(_RELEASE, 1, keys.fence_owner(self.ks), self.fence.token)
 
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        await fold_entries(self.redis, self.ks, entries, fence=self.fence)
+        # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
+        for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
+            await fold_entries(self.redis, self.ks, chunk, fence=self.fence)
 
     async def drain_pending(self) -> None:
         """Fold entries delivered to an earlier owner but never acknowledged, in log order."""
@@ -175,7 +198,7 @@ class Applier:
         self.settings = settings
         self.partitions = settings.owned_partitions() if partitions is None else partitions
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
-        self.broker = RedisBroker(settings.redis_url, log_level=logging.DEBUG)
+        self.broker = RedisBroker(settings.redis_url, logger=_faststream_log, log_level=logging.DEBUG)
         self._tasks: list[asyncio.Task[None]] = []
         self._owners: dict[int, PartitionOwner] = {}
         self._stopping = asyncio.Event()

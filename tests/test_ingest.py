@@ -235,3 +235,16 @@ async def test_identify_group_alias_are_accepted_but_not_listed_as_events(client
 async def test_a_message_without_any_identity_is_rejected(client, workspace):
     r = await client.post("/v1/track", json={"event": "x"}, auth=(workspace.write_key, ""))
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "userId"
+
+
+async def test_log_unavailable_is_503_so_sdks_retry(settings):
+    from api.app import create_app
+    from api.embedded import free_port
+
+    dead = create_app(settings.with_(redis_url=f"redis://127.0.0.1:{free_port()}/0"), run_appliers=False)
+    async with dead.router.lifespan_context(dead):
+        transport = httpx.ASGITransport(app=dead)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            r = await c.post("/v1/track", json=track(), auth=("wk_any", ""))
+    assert r.status_code == 503
+    assert r.json()["code"] == "unavailable" and "retry" in r.json()["message"]
