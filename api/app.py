@@ -18,7 +18,7 @@ from projections.applier import Applier
 
 from . import errors
 from .deps import Services
-from .routers import contacts, events
+from .routers import admin, contacts, events
 
 
 def connect(settings: Settings) -> Redis:
@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
     app.include_router(events.router)
     app.include_router(contacts.contacts_router)
     app.include_router(contacts.companies_router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

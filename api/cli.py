@@ -108,6 +108,51 @@ def cmd_workspace_set_origins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slot_assignments(values: list[str] | None, what: str) -> dict[int, str | None]:
+    """`N=VALUE` → {N: VALUE}; `N=` clears slot N."""
+    out: dict[int, str | None] = {}
+    for v in values or []:
+        slot, sep, rest = v.partition("=")
+        if not sep or not slot.strip().isdigit():
+            raise SystemExit(f"--{what} expects N=VALUE (N=  clears slot N), got {v!r}")
+        out[int(slot)] = rest or None
+    return out
+
+
+def cmd_workspace_settings(args: argparse.Namespace) -> int:
+    """Show (and with options, change) a workspace's timezone, custom event names and profile field labels."""
+    from api.routers.admin import settings_document
+    from ingest.workspaces import (
+        CustomEventName,
+        SettingsChange,
+        change_workspace_settings,
+        read_workspace_settings,
+    )
+
+    settings = _resolve_url(_settings(args))
+    events: dict[int, CustomEventName | None] = {}
+    for slot, spec in _slot_assignments(args.custom_event, "custom-event").items():
+        if spec is None:
+            events[slot] = None
+        else:
+            event, _, configured = spec.partition("=")
+            events[slot] = CustomEventName(event, configured or event)
+    change = SettingsChange(
+        timezone=args.timezone,
+        custom_events=events,
+        profile_field_labels=_slot_assignments(args.profile_field, "profile-field"),
+    )
+
+    async def run(reg: WorkspaceRegistry, redis: Any) -> Any:
+        ws = await reg.find_workspace(args.workspace)
+        if change.timezone is None and not change.custom_events and not change.profile_field_labels:
+            return await read_workspace_settings(redis, settings.key_prefix, ws.id)
+        return await change_workspace_settings(reg, ws.id, change)
+
+    print(json.dumps(settings_document(asyncio.run(_with_registry(settings, run))), indent=2))
+    return 0
+
+
 def cmd_key_create(args: argparse.Namespace) -> int:
     settings = _resolve_url(_settings(args))
 
@@ -364,6 +409,24 @@ def build_parser() -> argparse.ArgumentParser:
     wo.add_argument("origins", nargs="*", help="e.g. https://www.example.com https://*.example.com")
     wo.add_argument("--any", action="store_true", help="allow any origin again")
     wo.set_defaults(func=cmd_workspace_set_origins)
+    ws_ = w.add_parser(
+        "settings", parents=[common], help="show or change timezone, custom event names, profile field labels"
+    )
+    ws_.add_argument("workspace", help="workspace name or id")
+    ws_.add_argument("--timezone", help="IANA time zone, e.g. Europe/Berlin")
+    ws_.add_argument(
+        "--custom-event",
+        action="append",
+        metavar="N=EVENT[=CONFIGURED_NAME]",
+        help="custom_event_N stands for the tracked EVENT (N= clears the slot); repeatable",
+    )
+    ws_.add_argument(
+        "--profile-field",
+        action="append",
+        metavar="N=LABEL",
+        help="label profile_field_N (N= clears); repeatable",
+    )
+    ws_.set_defaults(func=cmd_workspace_settings)
 
     k = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     kc = k.add_parser("create", parents=[common], help="add a key to a workspace")

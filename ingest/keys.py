@@ -38,3 +38,8 @@ def api_key(prefix: str, key_hash: str) -> str:
 
 def workspace_keys(prefix: str, workspace_id: str) -> str:
     return f"{prefix}:ws:{workspace_id}:keys"
+
+
+def workspace_settings(prefix: str, workspace_id: str) -> str:
+    """HASH `custom_event:N` → JSON {event, configured_name}; `profile_field:N` → label."""
+    return f"{prefix}:ws:{workspace_id}:settings"
