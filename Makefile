@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,21 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/streamfold serve --demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The browser tests drive Debian's Chromium (and npm fetches the pinned SDK bundles). Installed when missing
+# and we are root; otherwise those tests skip and say why.
+APT := apt-get -o DPkg::Lock::Timeout=300 -y -q
+browser:
+	@missing=""; [ -x /usr/bin/chromium ] || missing=" chromium"; command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing for the browser tests (apt-get)"; \
+	    { $(APT) install $$missing || { apt-get update -q && $(APT) install $$missing; }; } >/dev/null 2>&1 \
+	      || echo "WARNING: could not install$$missing: the browser tests will be skipped"; \
+	  else echo "WARNING: $$missing missing and not root: the browser tests will be skipped"; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
