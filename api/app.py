@@ -13,6 +13,7 @@ from ingest.log import EventLog
 from ingest.receive import Receiver
 from ingest.redis_client import connect_redis
 from ingest.settings import Settings
+from ingest.sources.http import build_router as build_sources_router
 from ingest.workspaces import WorkspaceRegistry
 from projections.applier import Applier
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
     )
     errors.install(app)
     app.include_router(build_ingest_router())
+    app.include_router(build_sources_router())
     app.include_router(events.router)
     app.include_router(contacts.contacts_router)
     app.include_router(contacts.companies_router)

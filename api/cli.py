@@ -153,6 +153,28 @@ def cmd_workspace_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workspace_email_signing(args: argparse.Namespace) -> int:
+    from ingest.sources.http import set_signing_secret
+
+    settings = _resolve_url(_settings(args))
+
+    async def run(reg: WorkspaceRegistry, redis: Any) -> Any:
+        ws = await reg.find_workspace(args.workspace)
+        await set_signing_secret(
+            redis, settings.key_prefix, ws.id, args.provider, None if args.clear else args.secret
+        )
+        return ws
+
+    if not args.clear and not args.secret:
+        raise SystemExit("give the provider's signing secret (SendGrid: the verification key), or --clear")
+    ws = asyncio.run(_with_registry(settings, run))
+    state = (
+        "cleared (webhooks accepted with the write key alone)" if args.clear else "set (signatures required)"
+    )
+    print(f"{ws.id}  {args.provider} signing secret {state}")
+    return 0
+
+
 def cmd_key_create(args: argparse.Namespace) -> int:
     settings = _resolve_url(_settings(args))
 
@@ -427,6 +449,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="label profile_field_N (N= clears); repeatable",
     )
     ws_.set_defaults(func=cmd_workspace_settings)
+    we = w.add_parser(
+        "email-signing",
+        parents=[common],
+        help="require signed email webhooks: SendGrid's verification key or Mailgun's webhook signing key",
+    )
+    we.add_argument("workspace", help="workspace name or id")
+    we.add_argument("provider", choices=["sendgrid", "mailgun"])
+    we.add_argument("secret", nargs="?")
+    we.add_argument("--clear", action="store_true", help="stop requiring signatures")
+    we.set_defaults(func=cmd_workspace_email_signing)
 
     k = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     kc = k.add_parser("create", parents=[common], help="add a key to a workspace")

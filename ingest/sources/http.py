@@ -1,0 +1,158 @@
+"""HTTP receivers of the non-SDK sources: `POST /v1/sources/crm/sync` and `POST /v1/sources/email/{provider}`.
+
+The key goes in HTTP Basic (username, as webhook URLs `https://<key>:@host/…` send it), `Authorization: Bearer`,
+or `?writeKey=`. CRM syncs need the scope `crm:write`, email webhooks `write`. Answers use the ingest shape:
+`200 {success, accepted, rejected}`; nothing valid → `400 {success: false, code, message, errors}`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, Request, Response
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import Forbidden, InvalidRequest, NotFound, StreamfoldError, Unauthorized, Unavailable
+from ..http import error_response
+from ..receive import Receiver, decompress, key_from_basic_auth
+from ..workspaces import Workspace
+from . import crm, email
+from .keys import email_signing_secrets
+
+_encoder = msgspec.json.Encoder()
+
+
+def presented_write_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return key_from_basic_auth(auth) or request.query_params.get("writeKey") or None
+
+
+async def authenticate(receiver: Receiver, key: str | None, scope: str) -> Workspace:
+    if not key:
+        raise Unauthorized("missing key: send it as the HTTP Basic username, a Bearer token or ?writeKey=")
+    grant = await receiver.registry.resolve(key)
+    if grant is None:
+        raise Unauthorized("unknown write key")
+    if scope not in grant.scopes:
+        raise Forbidden(f"this key lacks the scope {scope!r}")
+    if grant.workspace.disabled:
+        raise Forbidden("this workspace is disabled")
+    return grant.workspace
+
+
+async def signing_secret(redis: Redis, prefix: str, workspace_id: str, provider: str) -> str | None:
+    raw = await redis.hget(email_signing_secrets(prefix, workspace_id), provider)
+    return raw.decode() if raw is not None else None
+
+
+async def set_signing_secret(
+    redis: Redis, prefix: str, workspace_id: str, provider: str, secret: str | None
+) -> None:
+    if provider not in email.PROVIDERS:
+        raise InvalidRequest(
+            f"provider must be one of {', '.join(email.PROVIDERS)}", details={"field": "provider"}
+        )
+    key = email_signing_secrets(prefix, workspace_id)
+    if secret:
+        await redis.hset(key, provider, secret)
+    else:
+        await redis.hdel(key, provider)
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
+
+
+def _receiver(request: Request) -> Receiver:
+    return request.app.state.receiver
+
+
+async def crm_sync(request: Request) -> Response:
+    """Upsert CRM contacts and companies and record CRM activities (scope `crm:write`)."""
+    receiver = _receiver(request)
+    try:
+        workspace = await authenticate(receiver, presented_write_key(request), "crm:write")
+        data = decompress(
+            await request.body(), request.headers.get("content-encoding"), receiver.settings.max_request_bytes
+        )
+        sync = crm.decode_sync(data)
+        total = len(sync.contacts) + len(sync.companies) + len(sync.activities)
+        if total > receiver.settings.max_batch_events:
+            raise InvalidRequest(
+                f"sync has {total} records; the limit is {receiver.settings.max_batch_events} per request",
+                details={"field": "body"},
+            )
+        plan = crm.plan_sync(sync, time.time_ns() // 1_000_000)
+        rejected = [r.as_dict() for r in plan.rejected]
+        if not plan.events:
+            first = plan.rejected[0]
+            raise InvalidRequest(
+                f"every record was rejected; {first.list}[{first.index}].{first.field}: {first.reason}",
+                details=rejected,
+            )
+        await receiver.log.append(workspace.id, plan.events)
+    except StreamfoldError as exc:
+        return error_response(exc, {})
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        return error_response(Unavailable(f"the event log is unavailable, retry later ({exc})"), {})
+    return _json({"success": True, "accepted": plan.accepted, "rejected": rejected})
+
+
+async def email_webhook(provider: str, request: Request) -> Response:
+    """Receive one provider's webhook post (SendGrid Event Webhook, Mailgun webhooks)."""
+    receiver = _receiver(request)
+    try:
+        if provider not in email.PROVIDERS:
+            raise NotFound(
+                f"unknown email provider {provider!r}; supported: {', '.join(email.PROVIDERS)}",
+                details={"field": "provider"},
+            )
+        workspace = await authenticate(receiver, presented_write_key(request), "write")
+        body = decompress(
+            await request.body(), request.headers.get("content-encoding"), receiver.settings.max_request_bytes
+        )
+        secret = await signing_secret(
+            receiver.log.redis, receiver.settings.key_prefix, workspace.id, provider
+        )
+        now = time.time_ns() // 1_000_000
+        if provider == "sendgrid":
+            if secret is not None:
+                email.verify_sendgrid(
+                    secret,
+                    body,
+                    request.headers.get(email.SENDGRID_SIGNATURE),
+                    request.headers.get(email.SENDGRID_TIMESTAMP),
+                )
+            plan = email.plan_sendgrid(body, now)
+        else:
+            payload = email.decode_mailgun(body)
+            if secret is not None:
+                email.verify_mailgun(secret, payload.get("signature"))
+            plan = email.plan_mailgun(payload, now)
+        rejected = [r.as_dict() for r in plan.rejected]
+        if not plan.events:
+            first = plan.rejected[0]
+            raise InvalidRequest(
+                f"every event was rejected; [{first.index}].{first.field}: {first.reason}", details=rejected
+            )
+        await receiver.log.append(workspace.id, plan.events)
+    except StreamfoldError as exc:
+        return error_response(exc, {})
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        return error_response(Unavailable(f"the event log is unavailable, retry later ({exc})"), {})
+    if rejected:
+        return _json({"success": True, "accepted": len(plan.events), "rejected": rejected})
+    return _json({"success": True})
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["sources"])
+    router.add_api_route("/v1/sources/crm/sync", crm_sync, methods=["POST"])
+    router.add_api_route("/v1/sources/email/{provider}", email_webhook, methods=["POST"])
+    return router
