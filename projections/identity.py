@@ -328,7 +328,10 @@ class WorkspaceIdentity:
         if c is None:
             return None
         if email and "email" not in c.versions and c.id == f"ct_{loc.ulid}":
-            values = {**values, "email": email}  # a contact an email / CRM event created is known by that email
+            values = {
+                **values,
+                "email": email,
+            }  # a contact an email / CRM event created is known by that email
         if values and _set_fields(c, values, ver):
             self.dirty_contacts.add(c.id)
         company_keys = _company_keys_of(e)

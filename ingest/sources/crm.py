@@ -98,7 +98,8 @@ def decode_sync(data: bytes) -> CrmSync:
         )
     if not (sync.contacts or sync.companies or sync.activities):
         raise InvalidRequest(
-            "body: nothing to sync; send at least one of contacts, companies, activities", details={"field": "body"}
+            "body: nothing to sync; send at least one of contacts, companies, activities",
+            details={"field": "body"},
         )
     return sync
 
