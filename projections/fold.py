@@ -24,6 +24,7 @@ from .counters import apply_counters
 from .events import Located, apply_events
 from .identity import load_identity, queue_event_contacts, queue_moves, resolve_contacts
 from .keys import Keyspace
+from .search import apply_search, read_known_signatures
 from .updates import Updates
 
 GROUP = "fold"
@@ -97,6 +98,7 @@ async def fold_entries(
             mids = list(dict.fromkeys(loc.event.message_id for loc in by_ws[ws]))
             seen[ws] = {m for m, hit in zip(mids, found, strict=True) if hit is not None}
 
+    known_signatures = await read_known_signatures(redis, ks, by_ws)
     u = Updates()
     applied = duplicates = 0
     batch: dict[str, list[Located]] = {}
@@ -124,6 +126,7 @@ async def fold_entries(
         queue_event_contacts(u, ks, ws, located, contacts)
         apply_events(u, ks, ws, located)
         apply_counters(u, ks, ws, located)
+        apply_search(u, ks, ws, located, known_signatures.get(ws, set()))
     if identity:
         await queue_moves(redis, ks, u, identity)
 

@@ -162,3 +162,21 @@ def companies(ks: Keyspace, workspace: str) -> str:
 def company_list(ks: Keyspace, workspace: str) -> str:
     """ZSET company id → creation time (ms)."""
     return f"{_w(ks, workspace)}:co:ix"
+
+
+# ---- text index: signature dictionary and trigrams; see projections/search.py
+
+
+def signatures(ks: Keyspace, workspace: str) -> str:
+    """HASH signature id → 'event\\x1furl\\x1fdomain' (the dictionary of distinct signatures)."""
+    return f"{_w(ks, workspace)}:sig"
+
+
+def index_signature(ks: Keyspace, workspace: str, signature_id: str) -> str:
+    """ZSET of the events with one signature."""
+    return f"{_w(ks, workspace)}:ix:s:{signature_id}"
+
+
+def signature_gram(ks: Keyspace, workspace: str, gram: str) -> str:
+    """SET of the signature ids whose lower-cased text contains the trigram."""
+    return f"{_w(ks, workspace)}:ng:{gram}"

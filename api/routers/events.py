@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from ingest.errors import InvalidRequest, NotFound
 from ingest.schema import Event
 from projections.counters import StatsQuery, read_stats
-from projections.events import EventQuery, read_event, read_event_page, read_event_types
+from projections.event_query import EventQuery, SortBy, read_event_page
+from projections.events import read_event, read_event_types
 
 from ..deps import EventsReader, ServicesDep
 
@@ -37,20 +38,26 @@ def parse_when(value: str | None, param: str) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
-def event_document(e: Event, *, full: bool = False) -> dict[str, Any]:
+def event_data(e: Event) -> dict[str, Any]:
+    """`data`: the page title and path, then the event's properties."""
     data: dict[str, Any] = {}
     if e.title is not None:
         data["title"] = e.title
     if e.path is not None:
         data["path"] = e.path
     data.update(e.properties)
+    return data
+
+
+def event_document(e: Event, *, full: bool = False) -> dict[str, Any]:
+    # contact, company and internal_contact_id are filled once the identity projection resolves events
     doc: dict[str, Any] = {
         "_id": e.id,
         "event": e.event,
         "timestamp": iso_ms(e.timestamp),
         "url": e.url,
         "domain": e.domain,
-        "data": data,
+        "data": event_data(e),
         "internal_contact_id": None,
         "contact": None,
         "company": None,
@@ -75,6 +82,11 @@ def event_document(e: Event, *, full: bool = False) -> dict[str, Any]:
     return doc
 
 
+def event_summary(e: Event) -> dict[str, Any]:
+    """`fields=summary`: a compact projection, no enrichment."""
+    return {"id": e.id, "event": e.event, "timestamp": iso_ms(e.timestamp), "url": e.url, "contact_id": None}
+
+
 BoolParam = Annotated[bool, Query()]
 
 
@@ -85,18 +97,28 @@ async def list_events(
     page: Annotated[int, Query(ge=1)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     event_type: str | None = None,
+    contact_id: str | None = None,
     domain: str | None = None,
+    url_contains: str | None = None,
     date_after: str | None = None,
     date_before: str | None = None,
-    sort_by: Literal["timestamp"] = "timestamp",
+    identified_only: BoolParam = False,
+    search: str | None = None,
+    sort_by: SortBy = "timestamp",
     sort_dir: Literal["asc", "desc"] = "desc",
     count_only: BoolParam = False,
+    fields: Literal["summary"] | None = None,
 ) -> dict[str, Any]:
     q = EventQuery(
         event_type=event_type,
         domain=domain.lower() if domain else None,
+        contact_id=contact_id,
+        url_contains=url_contains or None,
+        search=search or None,
+        identified_only=identified_only,
         after_ms=parse_when(date_after, "date_after"),
         before_ms=parse_when(date_before, "date_before"),
+        sort_by=sort_by,
         descending=sort_dir == "desc",
         offset=(page - 1) * limit,
         limit=limit,
@@ -106,9 +128,10 @@ async def list_events(
     )
     if count_only:
         return {"status": "success", "count": total}
+    shape = event_summary if fields == "summary" else event_document
     return {
         "status": "success",
-        "events": [event_document(e) for e in events],
+        "events": [shape(e) for e in events],
         "pagination": {"page": page, "limit": limit, "total_pages": -(-total // limit), "total_items": total},
     }
 
