@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from ingest.errors import InvalidRequest, NotFound
 from ingest.schema import Event
+from projections.contacts import Enrichment, read_contact_ids_of_events, read_enrichments
 from projections.counters import StatsQuery, read_stats
 from projections.event_query import EventQuery, SortBy, read_event_page
 from projections.events import read_event, read_event_types
@@ -49,8 +50,10 @@ def event_data(e: Event) -> dict[str, Any]:
     return data
 
 
-def event_document(e: Event, *, full: bool = False) -> dict[str, Any]:
-    # contact, company and internal_contact_id are filled once the identity projection resolves events
+NO_ENRICHMENT = Enrichment(None, None, None)
+
+
+def event_document(e: Event, enrichment: Enrichment = NO_ENRICHMENT, *, full: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "_id": e.id,
         "event": e.event,
@@ -58,9 +61,9 @@ def event_document(e: Event, *, full: bool = False) -> dict[str, Any]:
         "url": e.url,
         "domain": e.domain,
         "data": event_data(e),
-        "internal_contact_id": None,
-        "contact": None,
-        "company": None,
+        "internal_contact_id": enrichment.contact_id,
+        "contact": enrichment.contact,
+        "company": enrichment.company,
     }
     if full:
         doc.update(
@@ -82,9 +85,15 @@ def event_document(e: Event, *, full: bool = False) -> dict[str, Any]:
     return doc
 
 
-def event_summary(e: Event) -> dict[str, Any]:
+def event_summary(e: Event, contact_id: str | None) -> dict[str, Any]:
     """`fields=summary`: a compact projection, no enrichment."""
-    return {"id": e.id, "event": e.event, "timestamp": iso_ms(e.timestamp), "url": e.url, "contact_id": None}
+    return {
+        "id": e.id,
+        "event": e.event,
+        "timestamp": iso_ms(e.timestamp),
+        "url": e.url,
+        "contact_id": contact_id,
+    }
 
 
 BoolParam = Annotated[bool, Query()]
@@ -128,10 +137,16 @@ async def list_events(
     )
     if count_only:
         return {"status": "success", "count": total}
-    shape = event_summary if fields == "summary" else event_document
+    ids = [e.id for e in events]
+    if fields == "summary":
+        contact_of = await read_contact_ids_of_events(services.redis, tenant.ks, tenant.id, ids)
+        docs = [event_summary(e, contact_of.get(e.id)) for e in events]
+    else:
+        enriched = await read_enrichments(services.redis, tenant.ks, tenant.id, ids)
+        docs = [event_document(e, enriched[e.id]) for e in events]
     return {
         "status": "success",
-        "events": [shape(e) for e in events],
+        "events": docs,
         "pagination": {"page": page, "limit": limit, "total_pages": -(-total // limit), "total_items": total},
     }
 
@@ -176,4 +191,5 @@ async def get_event(event_id: str, tenant: EventsReader, services: ServicesDep) 
     e = await read_event(services.redis, services.log, tenant.ks, tenant.id, event_id)
     if e is None:
         raise NotFound(f"event {event_id!r} not found", details={"event_id": event_id})
-    return {"status": "success", "event": event_document(e, full=True)}
+    enriched = await read_enrichments(services.redis, tenant.ks, tenant.id, [e.id])
+    return {"status": "success", "event": event_document(e, enriched[e.id], full=True)}
