@@ -148,6 +148,17 @@ local function emit(picked, from, to)
   for i = from, math.min(to, #picked) do out[#out + 1] = picked[i][1] end
 end
 
+if mode == 'facets' then
+  -- KEYS after the groups: facet indices; the count of each facet within the groups and the time range
+  local counts = {}
+  for t = k, #KEYS do
+    local gs = {{KEYS[t]}}
+    for _, grp in ipairs(groups) do gs[#gs + 1] = grp end
+    counts[#counts + 1] = (evaluate(gs, 0, true))
+  end
+  return counts
+end
+
 if mode == 'timestamp' then
   if ngroups == 1 and #groups[1] == 1 then
     local key = groups[1][1]
@@ -336,3 +347,14 @@ async def read_event_page(
         return total, []
     found = await log.read_events_at(ks.partition, [parse_member(m)[1:] for m in members])
     return total, [e for e in found if e is not None]
+
+
+async def read_facet_counts(
+    redis: Redis, groups: list[list[str]], facets: list[str], after_ms: int, before_ms: int
+) -> list[int]:
+    """How many events of each facet index (a type, a domain) are in every group and the time range."""
+    if not facets:
+        return []
+    flat = [key for grp in groups for key in grp]
+    args = ["facets", after_ms, before_ms, 0, 0, 0, 1, 1, len(groups), *[len(g) for g in groups], GATHER_LIMIT]
+    return [int(c) for c in await redis.register_script(_QUERY_LUA)(keys=[*flat, *facets], args=args)]

@@ -180,3 +180,26 @@ def index_signature(ks: Keyspace, workspace: str, signature_id: str) -> str:
 def signature_gram(ks: Keyspace, workspace: str, gram: str) -> str:
     """SET of the signature ids whose lower-cased text contains the trigram."""
     return f"{_w(ks, workspace)}:ng:{gram}"
+
+
+# ---- counter rollups (fields end in `␟a` = all events, `␟i` = identified ones); see projections/counters.py
+
+
+def counter_totals(ks: Keyspace, workspace: str) -> str:
+    """HASH 'type\\x1fdomain\\x1fa|i' → count over the whole history."""
+    return f"{_w(ks, workspace)}:cnt:all"
+
+
+def counter_day_types(ks: Keyspace, workspace: str, day: str) -> str:
+    """HASH 'type\\x1fa|i' → count for one UTC day."""
+    return f"{_w(ks, workspace)}:cnt:t:{day}"
+
+
+def counter_day_domains(ks: Keyspace, workspace: str, day: str) -> str:
+    """HASH 'domain\\x1fa|i' → count for one UTC day (events without a domain under '')."""
+    return f"{_w(ks, workspace)}:cnt:d:{day}"
+
+
+def counter_day_totals(ks: Keyspace, workspace: str) -> str:
+    """HASH 'YYYY-MM-DD\\x1fa|i' → count per UTC day."""
+    return f"{_w(ks, workspace)}:cnt:bd"

@@ -82,18 +82,15 @@ async def test_moving_counts_to_identified_keeps_totals(app, redis, settings, wo
     await append(redis, settings, workspace, [make_event(ids[0], T0, anon="a1"), make_event(ids[1], T0 + 1)])
     await folded()
     ks = keyspace(settings, workspace)
-    before = await read_stats(
-        redis, EventLog(redis, settings), ks, workspace.id, StatsQuery(identified_only=True)
-    )
+    before = await read_stats(redis, ks, workspace.id, StatsQuery(identified_only=True))
     assert before.total == 0
     u = Updates()
     move_identified_counts(u, ks, workspace.id, day_of(T0), "page_view", "example.com", 2)
     async with redis.pipeline(transaction=True) as pipe:
         u.queue(pipe)
         await pipe.execute()
-    log = EventLog(redis, settings)
-    assert (await read_stats(redis, log, ks, workspace.id, StatsQuery(identified_only=True))).total == 2
-    every = await read_stats(redis, log, ks, workspace.id, StatsQuery())
+    assert (await read_stats(redis, ks, workspace.id, StatsQuery(identified_only=True))).total == 2
+    every = await read_stats(redis, ks, workspace.id, StatsQuery())
     assert every.total == 2 and every.by_type == [{"type": "page_view", "count": 2}]
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from ingest.errors import InvalidRequest, NotFound
 from ingest.schema import Event
 from projections.contacts import Enrichment, read_contact_ids_of_events, read_enrichments
-from projections.counters import StatsQuery, read_stats
+from projections.counters import GroupBy, StatsQuery, read_stats
 from projections.event_query import EventQuery, SortBy, read_event_page
 from projections.events import read_event, read_event_types
 
@@ -166,7 +166,7 @@ async def event_stats(
     date_after: str | None = None,
     date_before: str | None = None,
     identified_only: BoolParam = False,
-    group_by: Literal["type", "domain", "day"] | None = None,
+    group_by: GroupBy | None = None,
 ) -> dict[str, Any]:
     q = StatsQuery(
         event_type=event_type,
@@ -174,8 +174,9 @@ async def event_stats(
         after_ms=parse_when(date_after, "date_after"),
         before_ms=parse_when(date_before, "date_before"),
         identified_only=identified_only,
+        group_by=group_by,
     )
-    s = await read_stats(services.redis, services.log, tenant.ks, tenant.id, q)
+    s = await read_stats(services.redis, tenant.ks, tenant.id, q)
     stats: dict[str, Any] = {"total": s.total}
     if group_by in (None, "type"):
         stats["by_type"] = s.by_type
