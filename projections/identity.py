@@ -239,37 +239,27 @@ class WorkspaceIdentity:
         self, loc: Located, uid: str | None, aid: str | None, email: str | None, ext: str | None,
         *, create: bool, always_merge: bool = False,
     ) -> ContactDoc | None:  # fmt: skip
+        wanted = [(k, i) for k, i in (("x", ext), ("u", uid), ("a", aid), ("e", email)) if i]
+        # strongest identifier first: the event belongs to its CRM id / user; others join it when they may
         c: ContactDoc | None = None
-        for kind, ident in (("x", ext), ("u", uid)):
-            if not ident:
-                continue
+        for kind, ident in wanted:
             found = self._get(kind, ident)
+            if found is None or (c is not None and found.id == c.id):
+                continue
             if c is None:
                 c = found
-            elif found is not None and found.id != c.id and (always_merge or _compatible(c, found)):
+            elif always_merge or _compatible(c, found):
                 c = self._merge(c, found)
-            if c is None:
-                c = self._create_contact(loc)
-            if found is None:
-                self._link(kind, ident, c)
-        for kind, ident in (("a", aid), ("e", email)):
-            if not ident:
-                continue
-            found = self._get(kind, ident)
-            if c is None:
-                c = found
-            elif found is None:
-                self._link(kind, ident, c)
-            elif found.id != c.id:
-                if always_merge or _compatible(c, found):
-                    c = self._merge(c, found)
-                elif kind == "e":
-                    self._link(kind, ident, c)
-        if c is None and create:
+        if uid and c is not None and c.user_ids and self._get("u", uid) is None:
+            c = None  # a new user on a device / email someone else's: a contact of its own
+        if c is None:
+            if not create and not uid:
+                return None
             c = self._create_contact(loc)
-            for kind, ident in (("a", aid), ("e", email)):
-                if ident:
-                    self._link(kind, ident, c)
+        for kind, ident in wanted:
+            found = self._get(kind, ident)
+            if found is None or (kind == "e" and found.id != c.id):  # an email moves to its newest claimant
+                self._link(kind, ident, c)
         return c
 
     # ---- companies
