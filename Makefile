@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test lint bench clean browser tracker
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/ingest.py
+
+# Rebuild api/static/tracker.js (minified, committed) from api/static/tracker.src.js; needs npm.
+tracker:
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && node build-tracker.mjs
 
 clean:
 	rm -rf $(VENV) .pytest_cache

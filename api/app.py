@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from ingest.http import IngestFastPath
 from ingest.http import build_router as build_ingest_router
 from ingest.log import EventLog
 from ingest.receive import Receiver
@@ -19,7 +20,7 @@ from projections.applier import Applier
 
 from . import errors
 from .deps import Services
-from .routers import admin, contacts, events
+from .routers import admin, contacts, events, tracker
 
 
 def connect(settings: Settings) -> Redis:
@@ -55,12 +56,14 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(IngestFastPath)
     app.include_router(build_ingest_router())
     app.include_router(build_sources_router())
     app.include_router(events.router)
     app.include_router(contacts.contacts_router)
     app.include_router(contacts.companies_router)
     app.include_router(admin.router)
+    app.include_router(tracker.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

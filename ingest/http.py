@@ -15,6 +15,7 @@ import msgspec
 from fastapi import APIRouter, Request, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import RateLimited, StreamfoldError, Unavailable
 from .receive import OriginRefused, Receiver
@@ -122,23 +123,43 @@ async def segment_metrics(request: Request) -> Response:
     return Response(SUCCESS_BODY, media_type="application/json", headers=cors_headers(request))
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(tags=["ingest"])
+def ingest_endpoints() -> dict[str, tuple[Callable[[Request], Awaitable[Response]], bool]]:
+    """Every ingest path → (its POST handler, shown in OpenAPI). Each path also answers the CORS preflight."""
+    endpoints: dict[str, tuple[Callable[[Request], Awaitable[Response]], bool]] = {}
     for path, kind in SINGLE_PATHS.items():
-        router.add_api_route(
-            f"/v1/{path}", _make_handler(kind, batch=False), methods=["POST"], include_in_schema=len(path) > 1
-        )
-        router.add_api_route(f"/v1/{path}", preflight, methods=["OPTIONS"], include_in_schema=False)
+        endpoints[f"/v1/{path}"] = (_make_handler(kind, batch=False), len(path) > 1)
     for path in BATCH_PATHS:
-        router.add_api_route(
-            f"/v1/{path}",
-            _make_handler(None, batch=True),
-            methods=["POST"],
-            include_in_schema=path == "batch",
-        )
-        router.add_api_route(f"/v1/{path}", preflight, methods=["OPTIONS"], include_in_schema=False)
-    router.add_api_route("/beacon/v1/batch", _make_handler(None, batch=True, beacon=True), methods=["POST"])
-    router.add_api_route("/beacon/v1/batch", preflight, methods=["OPTIONS"], include_in_schema=False)
-    router.add_api_route("/v1/m", segment_metrics, methods=["POST"], include_in_schema=False)
-    router.add_api_route("/v1/m", preflight, methods=["OPTIONS"], include_in_schema=False)
+        endpoints[f"/v1/{path}"] = (_make_handler(None, batch=True), path == "batch")
+    endpoints["/beacon/v1/batch"] = (_make_handler(None, batch=True, beacon=True), True)
+    endpoints["/v1/m"] = (segment_metrics, False)
+    return endpoints
+
+
+def build_router() -> APIRouter:
+    """The ingest routes as FastAPI sees them (OpenAPI); `IngestFastPath` answers them before routing."""
+    router = APIRouter(tags=["ingest"])
+    for path, (handler, in_schema) in ingest_endpoints().items():
+        router.add_api_route(path, handler, methods=["POST"], include_in_schema=in_schema)
+        router.add_api_route(path, preflight, methods=["OPTIONS"], include_in_schema=False)
     return router
+
+
+class IngestFastPath:
+    """ASGI middleware: ingest POSTs and preflights go straight to their handlers, skipping FastAPI's route
+    matching and dependency machinery — browsers send one event per request, so that overhead per request is
+    what decides requests/s. Same handlers as the routes above; any other request passes through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.endpoints = {path: handler for path, (handler, _) in ingest_endpoints().items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self.endpoints.get(scope["path"])
+            method = scope["method"]
+            if handler is not None and method in ("POST", "OPTIONS"):
+                request = Request(scope, receive)
+                response = await (handler(request) if method == "POST" else preflight(request))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
