@@ -110,9 +110,19 @@ local function evaluate(gs, want, count_needed)
   local picked = {}
   if #others == 0 then
     if want > 0 then
+      -- the first `want` of a union: once `want` candidates are known, later keys only give what beats them
+      local bound = nil
       for _, key in ipairs(driver) do
-        local r = range(key, 0, want)
+        local r
+        if bound == nil then r = range(key, 0, want)
+        elseif desc then r = redis.call('ZRANGE', key, hi_s, bound, 'BYSCORE', 'REV', 'LIMIT', 0, want, 'WITHSCORES')
+        else r = redis.call('ZRANGE', key, lo_s, bound, 'BYSCORE', 'LIMIT', 0, want, 'WITHSCORES') end
         for i = 1, #r, 2 do picked[#picked + 1] = {r[i], tonumber(r[i + 1])} end
+        if #picked >= 2 * want then
+          table.sort(picked, before)
+          for i = #picked, want + 1, -1 do picked[i] = nil end
+          bound = string.format('%.17g', picked[want][2])
+        end
       end
       table.sort(picked, before)
     end
@@ -274,7 +284,7 @@ async def _plan(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -> Pl
         if not sigs:
             return None
         plan.signatures = sigs
-        plan.groups.append([keys.index_signature(ks, workspace, s.id) for s in sigs])
+        plan.groups.append(_signature_group(ks, workspace, q, sigs))
     else:  # a signature group already holds the type and domain conditions
         if q.event_type is not None:
             plan.groups.append([keys.index_type(ks, workspace, q.event_type)])
@@ -285,6 +295,25 @@ async def _plan(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -> Pl
     if q.identified_only:
         plan.groups.append([keys.index_identified(ks, workspace)])
     return plan
+
+
+def _signature_group(ks: Keyspace, workspace: str, q: EventQuery, sigs: list[Signature]) -> list[str]:
+    """The index union of matched signatures. For `search` alone, an event name or a domain that matches
+    stands for all its signatures: its one index replaces theirs (still disjoint from the rest)."""
+    group = [keys.index_signature(ks, workspace, s.id) for s in sigs]
+    if not q.search or q.url_contains or q.domain is not None or q.event_type is not None:
+        return group
+    text = q.search.lower()
+    options = [group]
+    names = {s.event for s in sigs if text in s.event.lower()}
+    if names:
+        rest = [keys.index_signature(ks, workspace, s.id) for s in sigs if s.event not in names]
+        options.append([keys.index_type(ks, workspace, n) for n in sorted(names)] + rest)
+    doms = {s.domain for s in sigs if s.domain and text in s.domain}
+    if doms:
+        rest = [keys.index_signature(ks, workspace, s.id) for s in sigs if s.domain not in doms]
+        options.append([keys.index_domain(ks, workspace, d) for d in sorted(doms)] + rest)
+    return min(options, key=len)
 
 
 async def _event_parts(redis: Redis, ks: Keyspace, workspace: str, plan: Plan) -> tuple[int, list[list[str]]]:
@@ -356,5 +385,17 @@ async def read_facet_counts(
     if not facets:
         return []
     flat = [key for grp in groups for key in grp]
-    args = ["facets", after_ms, before_ms, 0, 0, 0, 1, 1, len(groups), *[len(g) for g in groups], GATHER_LIMIT]
+    args = [
+        "facets",
+        after_ms,
+        before_ms,
+        0,
+        0,
+        0,
+        1,
+        1,
+        len(groups),
+        *[len(g) for g in groups],
+        GATHER_LIMIT,
+    ]
     return [int(c) for c in await redis.register_script(_QUERY_LUA)(keys=[*flat, *facets], args=args)]
