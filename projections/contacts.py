@@ -204,3 +204,19 @@ async def read_merge_history(redis: Redis, ks: Keyspace, workspace: str, contact
     """The contact ids merged into `contact_id` (its survivor's, if it was merged away itself)."""
     docs = await read_contacts(redis, ks, workspace, [contact_id])
     return docs[contact_id].merged_ids if contact_id in docs else []
+
+
+async def read_company_contact_ids(
+    redis: Redis, ks: Keyspace, workspace: str, company: CompanyDoc
+) -> list[str]:
+    """The live contacts whose company is `company`: its explicit members, and the contacts without an explicit
+    company whose email domain is a domain this company owns. Sorted by creation time, then id."""
+    domains = [k for k in company.keys if k.startswith("d:")]
+    owners = await redis.hmget(keys.company_map(ks, workspace), domains) if domains else []
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrange(keys.company_members(ks, workspace, f"co:{company.id}"), 0, -1, withscores=True)
+    for d, owner in zip(domains, owners, strict=True):
+        if owner is not None and owner.decode() == company.id:
+            pipe.zrange(keys.company_members(ks, workspace, d), 0, -1, withscores=True)
+    members = {m.decode(): score for reply in await pipe.execute() for m, score in reply}
+    return sorted(members, key=lambda cid: (members[cid], cid))

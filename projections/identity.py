@@ -32,6 +32,7 @@ from ingest.schema import CRM_COMPANY, CRM_CONTACT, Event, decode_event_at
 from ingest.sources.profile import (
     company_fields_from_traits,
     contact_fields_from_traits,
+    email_domain,
     normalize_domain,
     normalize_email,
 )
@@ -166,6 +167,7 @@ class WorkspaceIdentity:
         self.created_companies: set[str] = set()
         self.merged_away: list[str] = []  # contacts of earlier batches merged away in this one
         self.anon_linked: list[str] = []  # anonymous ids without a contact before this batch, linked now
+        self.initial_membership: dict[str, str | None] = {}  # loaded contacts' company membership
 
     # ---- lookups and links
 
@@ -370,11 +372,28 @@ class WorkspaceIdentity:
                     u.zrem[keys.contact_list(ks, ws)].add(cid)
             else:
                 u.zadd[keys.contact_list(ks, ws)][cid] = doc.created_at
+            before, after = self.initial_membership.get(cid), membership_of(doc)
+            if before != after:
+                if before is not None:
+                    u.zrem[keys.company_members(ks, ws, before)].add(cid)
+                if after is not None:
+                    u.zadd[keys.company_members(ks, ws, after)][cid] = doc.created_at
         co_docs = u.hset[keys.companies(ks, ws)]
         for cid in sorted(self.dirty_companies):
             co = self.companies[cid]
             co_docs[cid] = encode_doc(co).decode()
             u.zadd[keys.company_list(ks, ws)][cid] = co.created_at
+
+
+def membership_of(c: ContactDoc) -> str | None:
+    """Which company-members index a live contact is in: its explicit company (`co:<id>`), else its email's
+    domain (`d:<domain>`, members of whichever company owns that domain, resolved on read)."""
+    if c.merged_into:
+        return None
+    if c.fields.get("company_id"):
+        return f"co:{c.fields['company_id']}"
+    domain = email_domain(c.fields.get("email"))
+    return f"d:{domain}" if domain else None
 
 
 def _compatible(a: ContactDoc, b: ContactDoc) -> bool:
@@ -433,6 +452,7 @@ async def load_identity(
                 continue
             if kind == "ct":
                 st.contacts[i] = decode_contact(raw)
+                st.initial_membership[i] = membership_of(st.contacts[i])
             else:
                 st.companies[i] = decode_company(raw)
     return states

@@ -159,6 +159,11 @@ def companies(ks: Keyspace, workspace: str) -> str:
     return f"{_w(ks, workspace)}:co"
 
 
+def company_members(ks: Keyspace, workspace: str, membership: str) -> str:
+    """ZSET contact id → creation time, per `co:<company id>` (explicit company) or `d:<email domain>`."""
+    return f"{_w(ks, workspace)}:co:m:{membership}"
+
+
 def company_list(ks: Keyspace, workspace: str) -> str:
     """ZSET company id → creation time (ms)."""
     return f"{_w(ks, workspace)}:co:ix"

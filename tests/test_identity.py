@@ -191,7 +191,8 @@ async def test_group_links_the_contact_to_a_company(client, workspace, folded):
     assert co["_id"].startswith("co_") and (co["name"], co["domain"]) == ("Analytical Engines", "engines.io")
     assert co["group_ids"] == ["acct-1"] and co["custom_fields"] == {"profile_field_18": 3}
     assert c["company"] == {"_id": co["_id"], "name": "Analytical Engines", "domain": "engines.io"}
-    assert (await get(client, workspace, f"/v1/companies/{co['_id']}"))["company"] == co
+    one = (await get(client, workspace, f"/v1/companies/{co['_id']}"))["company"]
+    assert one == {**co, "contact_ids": [c["_id"]]} and co["contacts_count"] == 1
 
 
 async def test_a_contact_without_a_group_gets_the_company_of_its_email_domain(client, workspace, folded):
@@ -206,6 +207,29 @@ async def test_a_contact_without_a_group_gets_the_company_of_its_email_domain(cl
     by_user = {c["user_ids"][0]: c for c in await contacts(client, workspace)}
     assert by_user["u2"]["company"]["name"] == "Acme"
     assert by_user["u3"]["company"] is None
+    acme = (await get(client, workspace, f"/v1/companies/{by_user['u2']['company']['_id']}"))["company"]
+    assert acme["contact_ids"] == [by_user["boss"]["_id"], by_user["u2"]["_id"]]
+
+
+async def test_a_company_lists_its_members_as_they_come_and_go(client, workspace, folded):
+    await send(
+        client, workspace, msg("group", userId="u1", groupId="g1", traits={"name": "One", "domain": "one.io"})
+    )
+    await send(
+        client, workspace, msg("identify", userId="u2", traits={"email": "b@one.io"})
+    )  # by email domain
+    await folded()
+    (one,) = (await get(client, workspace, "/v1/companies"))["companies"]
+    assert one["contacts_count"] == 2
+    await send(client, workspace, msg("group", userId="u2", groupId="g2", traits={"name": "Two"}))  # u2 moves
+    await send(
+        client, workspace, msg("identify", userId="u1", traits={"email": "a@elsewhere.io"})
+    )  # stays (explicit)
+    await folded()
+    counts = {
+        c["name"]: c["contacts_count"] for c in (await get(client, workspace, "/v1/companies"))["companies"]
+    }
+    assert counts == {"One": 1, "Two": 1}
 
 
 async def test_identify_by_email_joins_a_contact_known_by_that_email(client, workspace, folded):

@@ -19,6 +19,8 @@ from ingest.ids import event_id, ulids
 from ingest.log import EventLog
 from ingest.schema import Event
 from projections import keys
+from projections.contacts import decode_contact
+from projections.identity import membership_of
 from projections.keys import Keyspace
 from projections.progress import checkpoints, log_heads, wait_until_folded
 from projections.rebuild import rebuild_and_compare
@@ -224,6 +226,11 @@ async def consistent(redis, ks: Keyspace, ws: str) -> None:
     for cid in await redis.zrange(keys.contact_list(ks, ws), 0, -1):
         in_contacts += await redis.zcard(keys.index_contact(ks, ws, cid.decode()))
     assert in_contacts == idf
+    for raw in (await redis.hgetall(keys.contacts(ks, ws))).values():  # company members follow the documents
+        doc = decode_contact(raw)
+        where = membership_of(doc)
+        if where is not None:
+            assert await redis.zscore(keys.company_members(ks, ws, where), doc.id) is not None
 
 
 async def test_killing_the_fold_mid_way_through_identity_churn_changes_nothing(settings, redis):

@@ -14,6 +14,7 @@ from projections.contacts import (
     CompanyDoc,
     ContactDoc,
     read_companies,
+    read_company_contact_ids,
     read_company_ids_of_contacts,
     read_company_page,
     read_contact_page,
@@ -63,7 +64,7 @@ def contact_document(c: ContactDoc, company: CompanyDoc | None, events_count: in
     }
 
 
-def company_document(co: CompanyDoc) -> dict[str, Any]:
+def company_document(co: CompanyDoc, contact_ids: list[str]) -> dict[str, Any]:
     f = co.fields
     return {
         "_id": co.id,
@@ -75,6 +76,7 @@ def company_document(co: CompanyDoc) -> dict[str, Any]:
         "custom_fields": {k: v for k, v in sorted(f.items()) if k.startswith("profile_field_")},
         "group_ids": [k[2:] for k in co.keys if k.startswith("g:")],
         "external_ids": [k[2:] for k in co.keys if k.startswith("x:")],
+        "contacts_count": len(contact_ids),
         "createdAt": iso_ms(co.created_at),
         "updatedAt": iso_ms(co.updated_at or co.created_at),
     }
@@ -151,7 +153,10 @@ async def list_companies(
     )
     return {
         "status": "success",
-        "companies": [company_document(co) for co in docs],
+        "companies": [
+            company_document(co, await read_company_contact_ids(services.redis, tenant.ks, tenant.id, co))
+            for co in docs
+        ],
         "pagination": _pagination(page, limit, total),
     }
 
@@ -161,4 +166,8 @@ async def get_company(company_id: str, tenant: ContactsReader, services: Service
     found = await read_companies(services.redis, tenant.ks, tenant.id, [company_id])
     if company_id not in found:
         raise NotFound(f"company {company_id!r} not found", details={"company_id": company_id})
-    return {"status": "success", "company": company_document(found[company_id])}
+    co = found[company_id]
+    members = await read_company_contact_ids(services.redis, tenant.ks, tenant.id, co)
+    doc = company_document(co, members)
+    doc["contact_ids"] = members[:1000]
+    return {"status": "success", "company": doc}
