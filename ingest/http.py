@@ -10,6 +10,8 @@ CORS is open on every ingest path unless the workspace lists its allowed origins
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 import msgspec
 from fastapi import APIRouter, Request, Response
@@ -36,8 +38,38 @@ CORS_ALLOW_HEADERS = (
 )
 
 
-def cors_headers(request: Request) -> dict[str, str]:
-    origin = request.headers.get("origin")
+@dataclass(slots=True)
+class Incoming:
+    """What an ingest answer depends on, read once from the ASGI scope (no framework objects)."""
+
+    origin: str | None = None
+    authorization: str | None = None
+    content_encoding: str | None = None
+    user_agent: str | None = None
+    ip: str | None = None
+    query_key: str | None = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> Incoming:
+        inc = cls()
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                inc.origin = value.decode("latin-1")
+            elif name == b"authorization":
+                inc.authorization = value.decode("latin-1")
+            elif name == b"content-encoding":
+                inc.content_encoding = value.decode("latin-1")
+            elif name == b"user-agent":
+                inc.user_agent = value.decode("latin-1")
+        client = scope.get("client")
+        inc.ip = client[0] if client else None
+        qs = scope.get("query_string")
+        if qs:
+            inc.query_key = parse_qs(qs.decode("latin-1")).get("writeKey", [None])[0]
+        return inc
+
+
+def cors_of(origin: str | None) -> dict[str, str]:
     if not origin:
         return {}
     return {
@@ -48,7 +80,14 @@ def cors_headers(request: Request) -> dict[str, str]:
     }
 
 
-def error_response(exc: StreamfoldError, headers: dict[str, str]) -> Response:
+def cors_headers(request: Request) -> dict[str, str]:
+    return cors_of(request.headers.get("origin"))
+
+
+Answer = tuple[int, bytes, dict[str, str]]
+
+
+def error_answer(exc: StreamfoldError, headers: dict[str, str]) -> Answer:
     body: dict[str, object] = {"success": False, "code": exc.code, "message": exc.message}
     if isinstance(exc.details, list):
         body["errors"] = exc.details
@@ -56,48 +95,68 @@ def error_response(exc: StreamfoldError, headers: dict[str, str]) -> Response:
         body["details"] = exc.details
     if isinstance(exc, RateLimited):
         headers = {**headers, "Retry-After": str(exc.retry_after)}
-    return Response(
-        _encoder.encode(body), status_code=exc.status, media_type="application/json", headers=headers
-    )
+    return exc.status, _encoder.encode(body), headers
+
+
+def error_response(exc: StreamfoldError, headers: dict[str, str]) -> Response:
+    status, body, headers = error_answer(exc, headers)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def answer_messages(receiver: Receiver, route: IngestRoute, inc: Incoming, body: bytes) -> Answer:
+    """The one implementation of every ingest POST: receive, then 200 / partial 200 / the error's status."""
+    headers = cors_of(inc.origin)
+    if route.metrics:
+        return 200, SUCCESS_BODY, headers
+    try:
+        receipt = await receiver.receive(
+            body,
+            kind_hint=route.kind_hint,
+            batch=route.batch,
+            content_encoding=inc.content_encoding,
+            authorization=None if route.beacon else inc.authorization,
+            query_key=inc.query_key if route.beacon else None,
+            ip=inc.ip,
+            user_agent=inc.user_agent,
+            origin=inc.origin,
+        )
+    except OriginRefused as exc:
+        return error_answer(exc, {})
+    except StreamfoldError as exc:
+        return error_answer(exc, headers)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        return error_answer(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
+    if receipt.rejected:
+        partial = {
+            "success": True,
+            "accepted": receipt.accepted,
+            "rejected": [r.as_dict() for r in receipt.rejected],
+        }
+        return 200, _encoder.encode(partial), headers
+    return 200, SUCCESS_BODY, headers
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRoute:
+    kind_hint: str | None = None
+    batch: bool = False
+    beacon: bool = False
+    metrics: bool = False  # analytics.js posts its own delivery metrics every 30 s; they are not events
+    in_schema: bool = True
+
+
+def _route_handler(route: IngestRoute) -> Callable[[Request], Awaitable[Response]]:
+    async def receive_messages(request: Request) -> Response:
+        status, body, headers = await answer_messages(
+            _receiver(request), route, Incoming.of(request.scope), await request.body()
+        )
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    return receive_messages
 
 
 def _receiver(request: Request) -> Receiver:
     return request.app.state.receiver
-
-
-def _make_handler(
-    kind_hint: str | None, batch: bool, beacon: bool = False
-) -> Callable[[Request], Awaitable[Response]]:
-    async def receive_messages(request: Request) -> Response:
-        headers = cors_headers(request)
-        try:
-            receipt = await _receiver(request).receive(
-                await request.body(),
-                kind_hint=kind_hint,
-                batch=batch,
-                content_encoding=request.headers.get("content-encoding"),
-                authorization=None if beacon else request.headers.get("authorization"),
-                query_key=request.query_params.get("writeKey") if beacon else None,
-                ip=request.client.host if request.client else None,
-                user_agent=request.headers.get("user-agent"),
-                origin=request.headers.get("origin"),
-            )
-        except OriginRefused as exc:
-            return error_response(exc, {})
-        except StreamfoldError as exc:
-            return error_response(exc, headers)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            return error_response(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
-        if receipt.rejected:
-            body = {
-                "success": True,
-                "accepted": receipt.accepted,
-                "rejected": [r.as_dict() for r in receipt.rejected],
-            }
-            return Response(_encoder.encode(body), media_type="application/json", headers=headers)
-        return Response(SUCCESS_BODY, media_type="application/json", headers=headers)
-
-    return receive_messages
 
 
 async def preflight(request: Request) -> Response:
@@ -118,48 +177,48 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-async def segment_metrics(request: Request) -> Response:
-    """analytics.js posts its own delivery metrics here every 30 s; they are not events."""
-    return Response(SUCCESS_BODY, media_type="application/json", headers=cors_headers(request))
-
-
-def ingest_endpoints() -> dict[str, tuple[Callable[[Request], Awaitable[Response]], bool]]:
-    """Every ingest path → (its POST handler, shown in OpenAPI). Each path also answers the CORS preflight."""
-    endpoints: dict[str, tuple[Callable[[Request], Awaitable[Response]], bool]] = {}
-    for path, kind in SINGLE_PATHS.items():
-        endpoints[f"/v1/{path}"] = (_make_handler(kind, batch=False), len(path) > 1)
-    for path in BATCH_PATHS:
-        endpoints[f"/v1/{path}"] = (_make_handler(None, batch=True), path == "batch")
-    endpoints["/beacon/v1/batch"] = (_make_handler(None, batch=True, beacon=True), True)
-    endpoints["/v1/m"] = (segment_metrics, False)
-    return endpoints
+INGEST_ROUTES: dict[str, IngestRoute] = {
+    **{f"/v1/{p}": IngestRoute(kind_hint=k, in_schema=len(p) > 1) for p, k in SINGLE_PATHS.items()},
+    **{f"/v1/{p}": IngestRoute(batch=True, in_schema=p == "batch") for p in BATCH_PATHS},
+    "/beacon/v1/batch": IngestRoute(batch=True, beacon=True),
+    "/v1/m": IngestRoute(metrics=True, in_schema=False),
+}
 
 
 def build_router() -> APIRouter:
     """The ingest routes as FastAPI sees them (OpenAPI); `IngestFastPath` answers them before routing."""
     router = APIRouter(tags=["ingest"])
-    for path, (handler, in_schema) in ingest_endpoints().items():
-        router.add_api_route(path, handler, methods=["POST"], include_in_schema=in_schema)
+    for path, route in INGEST_ROUTES.items():
+        router.add_api_route(path, _route_handler(route), methods=["POST"], include_in_schema=route.in_schema)
         router.add_api_route(path, preflight, methods=["OPTIONS"], include_in_schema=False)
     return router
 
 
 class IngestFastPath:
-    """ASGI middleware: ingest POSTs and preflights go straight to their handlers, skipping FastAPI's route
-    matching and dependency machinery — browsers send one event per request, so that overhead per request is
-    what decides requests/s. Same handlers as the routes above; any other request passes through."""
+    """ASGI middleware: ingest POSTs go straight to `answer_messages`, skipping FastAPI's route matching,
+    dependency machinery and request/response objects — browsers send one event per request, so that
+    overhead per request decides requests/s. Preflights and every other request pass through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.endpoints = {path: handler for path, (handler, _) in ingest_endpoints().items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            handler = self.endpoints.get(scope["path"])
-            method = scope["method"]
-            if handler is not None and method in ("POST", "OPTIONS"):
-                request = Request(scope, receive)
-                response = await (handler(request) if method == "POST" else preflight(request))
-                await response(scope, receive, send)
+        route = INGEST_ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
                 return
-        await self.app(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        receiver: Receiver = scope["app"].state.receiver
+        status, payload, headers = await answer_messages(receiver, route, Incoming.of(scope), body)
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        raw += [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": payload})
