@@ -6,18 +6,15 @@ import os
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits → 2 characters
+_SHIFTS = range(120, -1, -10)  # 26 characters = 13 pairs = 130 bits, enough for a 128-bit ULID
 
 
 def ulid(ms: int | None = None) -> str:
     """A 26-character ULID: 48 bits of milliseconds, 80 random bits."""
     if ms is None:
         ms = time.time_ns() // 1_000_000
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    return _encode((ms << 80) | int.from_bytes(os.urandom(10), "big"))
 
 
 def ulids(n: int, ms: int) -> list[str]:
@@ -41,11 +38,8 @@ def ulids(n: int, ms: int) -> list[str]:
 
 
 def _encode(value: int) -> str:
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    pairs = _PAIRS
+    return "".join([pairs[(value >> s) & 1023] for s in _SHIFTS])
 
 
 def event_id(u: str) -> str:
