@@ -38,7 +38,7 @@ def events_error_body(exc: StreamfoldError) -> dict[str, Any]:
 def _headers(exc: StreamfoldError) -> dict[str, str]:
     if isinstance(exc, RateLimited) or isinstance(getattr(exc, "inner", None), RateLimited):
         inner = exc if isinstance(exc, RateLimited) else exc.inner  # type: ignore[attr-defined]
-        return {"Retry-After": str(inner.retry_after)}
+        return {"Retry-After": str(inner.retry_after), **getattr(inner, "headers", {})}
     return {}
 
 

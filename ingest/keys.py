@@ -43,3 +43,13 @@ def workspace_keys(prefix: str, workspace_id: str) -> str:
 def workspace_settings(prefix: str, workspace_id: str) -> str:
     """HASH `custom_event:N` → JSON {event, configured_name}; `profile_field:N` → label."""
     return f"{prefix}:ws:{workspace_id}:settings"
+
+
+def rate_limit(prefix: str, name: str, workspace_id: str) -> str:
+    """ZSET of request times (ms) in the current sliding minute, per limited API and workspace."""
+    return f"{prefix}:rl:{name}:{workspace_id}"
+
+
+def cursor_secret(prefix: str) -> str:
+    """STRING: the deployment's key for signing pagination cursors (made once, shared by all replicas)."""
+    return f"{prefix}:secret:cursor"

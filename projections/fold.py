@@ -25,6 +25,7 @@ from .events import Located, apply_events
 from .identity import load_identity, queue_event_contacts, queue_moves, resolve_contacts
 from .keys import Keyspace
 from .search import apply_search, read_known_signatures
+from .touchpoints import apply_touchpoints, load_sessions
 from .updates import Updates
 
 GROUP = "fold"
@@ -99,6 +100,9 @@ async def fold_entries(
             seen[ws] = {m for m, hit in zip(mids, found, strict=True) if hit is not None}
 
     known_signatures = await read_known_signatures(redis, ks, by_ws)
+    # Touchpoints: the open session of every visitor in the batch (one round trip), advanced in log order.
+    sessions = await load_sessions(redis, ks, by_ws) if by_ws else {}
+
     u = Updates()
     applied = duplicates = 0
     batch: dict[str, list[Located]] = {}
@@ -127,6 +131,7 @@ async def fold_entries(
         apply_events(u, ks, ws, located)
         apply_counters(u, ks, ws, located)
         apply_search(u, ks, ws, located, known_signatures.get(ws, set()))
+        apply_touchpoints(u, ks, ws, located, sessions.setdefault(ws, {}))
     if identity:
         await queue_moves(redis, ks, u, identity)
 

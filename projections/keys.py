@@ -126,6 +126,38 @@ def index_received(ks: Keyspace, workspace: str) -> str:
     return f"{_w(ks, workspace)}:ix:r"
 
 
+# ---- touchpoints and conversions (attribution; projections/touchpoints.py)
+
+
+def tp_sessions(ks: Keyspace, workspace: str) -> str:
+    """HASH visitor → 'session start ms:last activity ms' (the open session of each visitor)."""
+    return f"{_w(ks, workspace)}:tp:s"
+
+
+def tp_docs(ks: Keyspace, workspace: str) -> str:
+    """HASH touchpoint id → JSON `Touchpoint`."""
+    return f"{_w(ks, workspace)}:tp:doc"
+
+
+def tp_chain(ks: Keyspace, workspace: str, visitor: str) -> str:
+    """ZSET touchpoint id → time: one visitor's touchpoint chain (`a:<anonymous id>` or `u:<user id>`)."""
+    return f"{_w(ks, workspace)}:tp:v:{visitor}"
+
+
+def conversion_docs(ks: Keyspace, workspace: str) -> str:
+    """HASH event ULID → JSON `Conversion` (every tracked event is a conversion candidate)."""
+    return f"{_w(ks, workspace)}:cv:doc"
+
+
+def conversions_by_name(ks: Keyspace, workspace: str, name: str) -> str:
+    """ZSET (all scores 0) of '<13-digit epoch ms><ULID>': time order by member, for BYLEX keyset pages."""
+    return f"{_w(ks, workspace)}:cv:n:{name}"
+
+
+def conversion_names(ks: Keyspace, workspace: str) -> str:
+    return f"{_w(ks, workspace)}:cv:names"
+
+
 # ---- identity, contacts and companies (projections/identity.py, projections/contacts.py)
 
 
