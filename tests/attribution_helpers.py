@@ -59,3 +59,7 @@ def track(name: str, ts: int, **kw) -> Event:
 async def load(log: EventLog, workspace_id: str, events: list[Event], per_entry: int = 500) -> None:
     for i in range(0, len(events), per_entry):
         await log.append(workspace_id, events[i : i + per_entry])
+
+
+def identify_event(ts: int, *, user: str, anon: str | None = None, traits: dict | None = None) -> Event:
+    return event("identify", "identify", ts, anon=anon, user=user, traits=traits)
