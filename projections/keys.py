@@ -139,9 +139,11 @@ def tp_docs(ks: Keyspace, workspace: str) -> str:
     return f"{_w(ks, workspace)}:tp:doc"
 
 
-def tp_chain(ks: Keyspace, workspace: str, visitor: str) -> str:
-    """ZSET touchpoint id → time: one visitor's touchpoint chain (`a:<anonymous id>` or `u:<user id>`)."""
-    return f"{_w(ks, workspace)}:tp:v:{visitor}"
+def tp_chains(ks: Keyspace, workspace: str) -> str:
+    """ZSET (all scores 0) of '<visitor>\\x00<13-digit epoch ms><touchpoint id>': every visitor's chain in one
+    key, so a fold batch adds its touchpoints with one command and a BYLEX range reads one visitor's window.
+    Visitors are `a:<anonymous id>` or `u:<user id>`."""
+    return f"{_w(ks, workspace)}:tp:chains"
 
 
 def conversion_docs(ks: Keyspace, workspace: str) -> str:

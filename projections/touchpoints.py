@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import msgspec
 from redis.asyncio import Redis
@@ -75,6 +76,10 @@ def visitor_of(e: Event) -> str | None:
     return visitor_of_anonymous(e.anonymous_id) or visitor_of_user(e.user_id)
 
 
+def chain_member(visitor: str, ts: int, touchpoint_id: str) -> str:
+    return f"{visitor}\x00{max(ts, 0):0{TS_DIGITS}d}{touchpoint_id}"
+
+
 def conversion_member(ts: int, ulid: str) -> str:
     return f"{ts:0{TS_DIGITS}d}{ulid}"
 
@@ -118,6 +123,12 @@ def conversion_of(loc: Located) -> Conversion:
         is_upsell=_truthy(p.get("is_upsell")),
         url=e.url,
     )
+
+
+@lru_cache(maxsize=65_536)
+def _classify(url: str | None, referrer: str | None, campaign: tuple[tuple[str, str], ...]) -> Classified:
+    # Landing URLs and referrers repeat a lot (campaign links): classify each distinct one once.
+    return classify(url, referrer, dict(campaign))
 
 
 def opens_sessions(e: Event) -> bool:
@@ -167,6 +178,7 @@ def apply_touchpoints(
 
     `sessions` is the batch's state loaded by `load_sessions`; it is advanced in place, in log order."""
     docs = u.hset[keys.tp_docs(ks, workspace)]
+    chains = u.zadd[keys.tp_chains(ks, workspace)]
     conv_docs = u.hset[keys.conversion_docs(ks, workspace)]
     touched: set[str] = set()
     for loc in located:
@@ -194,12 +206,12 @@ def apply_touchpoints(
                 continue
             sessions[visitor] = SessionState(e.timestamp, e.timestamp)
             touched.add(visitor)
-            touch = classify(e.url, e.referrer, e.campaign)
+            touch = _classify(e.url, e.referrer, tuple(sorted(e.campaign.items())) if e.campaign else ())
             tp = Touchpoint(f"tp_{loc.ulid}", e.timestamp, loc.entry_id, visitor, touch, e.url)
         else:
             continue
         docs[tp.id] = _tp_encoder.encode(tp).decode()
-        u.zadd[keys.tp_chain(ks, workspace, visitor)][tp.id] = tp.ts
+        chains[chain_member(visitor, tp.ts, tp.id)] = 0
     state_hash = u.hset[keys.tp_sessions(ks, workspace)]
     for v in sorted(touched):
         state_hash[v] = sessions[v].encode()
@@ -409,10 +421,16 @@ async def _rows_of(
             span[v] = (None if a is None or lo is None else min(a, lo), max(b, c.ts))
     order = sorted(span)
     pipe = redis.pipeline(transaction=False)
+    chains_key = keys.tp_chains(ks, workspace)
     for v in order:
         a, b = span[v]
-        pipe.zrange(keys.tp_chain(ks, workspace, v), "-inf" if a is None else a, b, byscore=True)
-    tp_ids = {v: [t.decode() for t in reply] for v, reply in zip(order, await pipe.execute(), strict=True)}
+        lo_lex = "[" + chain_member(v, a or 0, "")
+        pipe.zrange(chains_key, lo_lex, "(" + chain_member(v, b + 1, ""), bylex=True)
+    cut = TS_DIGITS + 1
+    tp_ids = {
+        v: [m.decode()[len(v) + cut :] for m in reply]
+        for v, reply in zip(order, await pipe.execute(), strict=True)
+    }
     wanted = sorted({t for ts in tp_ids.values() for t in ts})
     tps: dict[str, Touchpoint] = {}
     if wanted:

@@ -47,18 +47,18 @@ journey = st.tuples(
 )
 
 
-def evaluate(visitors, conversions, model, window, sources):
+def evaluate(visitors, conversions, model, window, sources, page_ids):
     """Rows (conversion index, source, amount) the reference model credits, in the API's order."""
     sessions: dict[str, list[tuple[int, str]]] = {}
     for i, (visits, _) in enumerate(visitors):
         times = sorted({m for m, _ in visits})
         landing = {}
-        for m, li in visits:
+        for m, li in sorted(visits):
             landing.setdefault(m, li)  # the first visit at a minute is the one in the log
         entries, last = [], None
         for m in times:
             if last is None or (m - last) * MIN > 30 * MIN:
-                entries.append((T0 + m * MIN, LANDINGS[LANDING_LIST[landing[m]]]))
+                entries.append((T0 + m * MIN, LANDINGS[LANDING_LIST[landing[m]]], page_ids[i, m]))
             last = m
         sessions[f"a{i}"] = entries
     identified = {f"a{i}" for i, (_, ident) in enumerate(visitors) if ident}
@@ -67,9 +67,10 @@ def evaluate(visitors, conversions, model, window, sources):
         owner = who % len(visitors)
         anon = f"a{owner}"
         pool = sorted(identified) if anon in identified else [anon]
-        touches = [(ts, f"{v}-{k:03d}", src) for v in pool for k, (ts, src) in enumerate(sessions[v])]
+        # equal times are ordered by touchpoint id: `tp_` + the ULID of the session's first event
+        touches = [(ts, "tp_" + eid[4:], src) for v in pool for ts, src, eid in sessions[v]]
         by_id = {t[1]: t[2] for t in touches}
-        for tp, credit in reference(T0 + m * MIN, float(amount), touches, model, window):
+        for tp, credit in reference(T0 + m * MIN + ci, float(amount), touches, model, window):
             src = by_id.get(tp, "direct")
             if src in sources:
                 rows.append((ci, src, round(credit, 4)))
@@ -86,23 +87,23 @@ async def test_api_rows_equal_the_independent_evaluator(
     visitors, conversions = journey
     ws = await new_workspace(settings, redis)
     key = await WorkspaceRegistry(redis, settings).create_key(ws.id, ["attribution:read"])
-    events, seen = [], set()
+    events, page_ids = [], {}
     # every visitor's visits in time order; all identified visitors belong to one user ("buyer")
     for i, (visits, ident) in enumerate(visitors):
         for m, li in sorted(visits):
-            if (i, m) in seen:
+            if (i, m) in page_ids:
                 continue
-            seen.add((i, m))
             url, ref = LANDING_LIST[li]
             events.append(page(T0 + m * MIN, f"a{i}", url, referrer=ref))
+            page_ids[i, m] = events[-1].id
         if ident:
             events.append(identify_event(T0, anon=f"a{i}", user="buyer"))
     conv_ids = []
-    for m, who, amount in conversions:
+    for ci, (m, who, amount) in enumerate(conversions):
         owner = who % len(visitors)
         anon = f"a{owner}"
         kw = {"user": "buyer"} if visitors[owner][1] else {"anon": anon}
-        e = track("purchase", T0 + m * MIN, properties={"revenue": amount}, **kw)
+        e = track("purchase", T0 + m * MIN + ci, properties={"revenue": amount}, **kw)
         conv_ids.append(e.id)
         events.append(e)
     await load(EventLog(redis, settings), ws.id, events)
@@ -117,6 +118,6 @@ async def test_api_rows_equal_the_independent_evaluator(
             r = await client.get("/public-api/v1/events", params=params, headers=h)
             assert r.status_code == 200, r.text
             got = [(conv_ids.index(x["id"]), x["source"], round(x["amount"], 4)) for x in r.json()["data"]]
-            want = evaluate(visitors, conversions, model, window, set(sources))
+            want = evaluate(visitors, conversions, model, window, set(sources), page_ids)
             assert sorted(got) == sorted(want), (model, window)
             assert [g[0] for g in got] == [w[0] for w in want]  # rows in event-time order
