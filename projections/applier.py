@@ -104,7 +104,7 @@ class PartitionOwner:
         ttl = self.applier.settings.lease_ttl_ms
         ok = await self.redis.set(keys.fence_owner(self.ks), self.fence.token, nx=True, px=ttl)
         if ok:
-            await self.redis.incr(keys.fence_epoch(self.ks))
+            self.fence.epoch = int(await self.redis.incr(keys.fence_epoch(self.ks)))
         return bool(ok)
 
     async def renew(self) -> bool:

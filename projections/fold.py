@@ -39,9 +39,11 @@ def stream_id(raw: bytes | str) -> tuple[int, int]:
 
 @dataclass(slots=True)
 class Fence:
-    """Proof of partition ownership: the token stored at `fence_owner` when this applier acquired it."""
+    """Proof of partition ownership: the lease token stored at `fence_owner`, and the fencing epoch
+    (`fence_epoch`, incremented by every acquisition) this owner got when it acquired the lease."""
 
     token: str
+    epoch: int = 0
 
 
 @dataclass(slots=True)
@@ -159,9 +161,11 @@ async def _commit(
     dlq = log_keys.dead_letters(ks.prefix, ks.partition)
     async with redis.pipeline(transaction=True) as pipe:
         if fence is not None:
-            await pipe.watch(keys.fence_owner(ks))
-            owner = await pipe.get(keys.fence_owner(ks))
-            if owner is None or owner.decode() != fence.token:
+            # Watch the epoch, not the lease key: lease renewals (PEXPIRE) touch the lease key and would
+            # abort a commit for nothing, while every new owner increments the epoch before it folds.
+            await pipe.watch(keys.fence_epoch(ks))
+            epoch, owner = await pipe.mget(keys.fence_epoch(ks), keys.fence_owner(ks))
+            if owner is None or owner.decode() != fence.token or int(epoch or 0) != fence.epoch:
                 raise FenceLost(f"partition {ks.partition} is owned by another applier")
             pipe.multi()
         u.queue(pipe)

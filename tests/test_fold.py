@@ -58,6 +58,33 @@ async def test_a_stale_owner_cannot_commit(settings, redis):
     assert await redis.exists(keys.index_all(ks, "ws_b")) == 0
 
 
+async def test_lease_renewals_during_commits_do_not_abort_them(settings, redis):
+    log = EventLog(redis, settings)
+    ks = ks_of(settings, "ws_r")
+    await redis.set(keys.fence_owner(ks), "me")
+    await redis.set(keys.fence_epoch(ks), 7)
+    stop = asyncio.Event()
+
+    async def renew_constantly() -> int:
+        n = 0
+        while not stop.is_set():
+            await redis.pexpire(keys.fence_owner(ks), 60_000)
+            n += 1
+        return n
+
+    renewer = asyncio.create_task(renew_constantly())
+    try:
+        for i in range(40):
+            await append_events(log, "ws_r", make_events(20, seed=100 + i), per_entry=20)
+            entries = await read_all(redis, settings, ks)
+            await fold_entries(redis, ks, entries[-1:], fence=Fence("me", epoch=7), ack_group=None)
+    finally:
+        stop.set()
+        renewals = await renewer
+    assert renewals > 40
+    assert await read_checkpoint(redis, ks) == (await read_all(redis, settings, ks))[-1][0].decode()
+
+
 async def test_poison_entry_goes_to_dead_letters_and_the_fold_moves_on(settings, redis):
     log = EventLog(redis, settings)
     ks = ks_of(settings, "ws_c")
