@@ -228,13 +228,7 @@ async def _edges(
     """(by type, by domain, by day) for sub-day pieces, counted from the indices."""
     if not pieces:
         return _frame([]), _frame([]), {}
-    groups: list[list[str]] = []
-    if q.event_type is not None:
-        groups.append([keys.index_type(ks, workspace, q.event_type)])
-    if q.domain is not None:
-        groups.append([keys.index_domain(ks, workspace, q.domain)])
-    if q.identified_only:
-        groups.append([keys.index_identified(ks, workspace)])
+    groups = _filter_groups(ks, workspace, q)
     pipe = redis.pipeline(transaction=False)
     pipe.smembers(keys.event_types(ks, workspace))
     pipe.smembers(keys.domains(ks, workspace))
@@ -341,3 +335,46 @@ async def _recent_days(
     )
     days = days.sort("date", descending=True).head(RECENT_DAYS)
     return [{"date": d, "count": int(c)} for d, c in days.iter_rows()]
+
+
+async def read_count(redis: Redis, ks: Keyspace, workspace: str, q: StatsQuery) -> int:
+    """How many events match type / domain / identified filters in a time range: the cube for whole days,
+    the indices for the partial days at the ends (what the list endpoint's `total_items` needs)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrange(keys.counter_days(ks, workspace), 0, 0, withscores=True)
+    pipe.zrange(keys.counter_days(ks, workspace), -1, -1, withscores=True)
+    first, last = await pipe.execute()
+    if not first:
+        return 0
+    lo = q.after_ms if q.after_ms is not None else int(first[0][1]) * DAY_MS
+    hi = q.before_ms if q.before_ms is not None else (int(last[0][1]) + 1) * DAY_MS - 1
+    if lo > hi:
+        return 0
+    first_whole, last_whole = -(-lo // DAY_MS), (hi + 1) // DAY_MS - 1
+    if first_whole > last_whole:
+        pieces, day_names = _split_days(lo, hi), []
+    else:
+        pieces = _split_days(lo, first_whole * DAY_MS - 1) + _split_days((last_whole + 1) * DAY_MS, hi)
+        day_names = [
+            d.decode()
+            for d in await redis.zrange(
+                keys.counter_days(ks, workspace), first_whole, last_whole, byscore=True
+            )
+        ]
+    total = sum(await _day_totals(redis, ks, workspace, q, day_names)) if day_names else 0
+    if pieces:
+        groups = _filter_groups(ks, workspace, q) or [[keys.index_all(ks, workspace)]]
+        for p_lo, p_hi in pieces:
+            total += (await read_facet_counts(redis, groups[1:], groups[0], p_lo, p_hi))[0]
+    return total
+
+
+def _filter_groups(ks: Keyspace, workspace: str, q: StatsQuery) -> list[list[str]]:
+    groups: list[list[str]] = []
+    if q.event_type is not None:
+        groups.append([keys.index_type(ks, workspace, q.event_type)])
+    if q.domain is not None:
+        groups.append([keys.index_domain(ks, workspace, q.domain)])
+    if q.identified_only:
+        groups.append([keys.index_identified(ks, workspace)])
+    return groups

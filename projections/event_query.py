@@ -340,6 +340,20 @@ async def read_event_page(
     if lo > hi:
         return 0, []
     limit = 0 if count_only else q.limit
+    # Type / domain / identified filters together: the counters cube counts them (no scan of an index),
+    # and the script only has to find the page.
+    known_count: int | None = None
+    if len(groups) > 1 and plan.signatures is None and q.contact_id is None:
+        from .counters import StatsQuery, read_count  # counters builds on this module's facet counts
+
+        known_count = await read_count(
+            redis,
+            ks,
+            workspace,
+            StatsQuery(q.event_type, q.domain, q.after_ms, q.before_ms, q.identified_only),
+        )
+        if known_count == 0 or count_only:
+            return known_count, []
     sort_keys: list[str] = []
     sort_args: list[int] = []
     mode: str = q.sort_by
@@ -363,7 +377,7 @@ async def read_event_page(
         1 if q.descending else 0,
         q.offset,
         limit,
-        1,
+        1 if known_count is None else 0,
         1 if (q.after_ms is not None or q.before_ms is not None) else 0,
         len(groups),
         *[len(grp) for grp in groups],
@@ -371,7 +385,7 @@ async def read_event_page(
         *sort_args,
     ]
     reply = await redis.register_script(_QUERY_LUA)(keys=[*flat, *sort_keys], args=args)
-    total, members = int(reply[0]), reply[1:]
+    total, members = (int(reply[0]) if known_count is None else known_count), reply[1:]
     if count_only or not members:
         return total, []
     found = await log.read_events_at(ks.partition, [parse_member(m)[1:] for m in members])

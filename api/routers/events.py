@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from ingest.errors import InvalidRequest, NotFound
 from ingest.schema import Event
@@ -16,7 +18,15 @@ from projections.events import read_event, read_event_types
 
 from ..deps import EventsReader, ServicesDep
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+
+class EventsJSON(JSONResponse):
+    """JSON rendered by msgspec: a 100-event page serializes in microseconds, not FastAPI's milliseconds."""
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
+
+
+router = APIRouter(prefix="/v1/events", tags=["events"], default_response_class=EventsJSON)
 
 
 def iso_ms(ms: int) -> str:
@@ -117,7 +127,7 @@ async def list_events(
     sort_dir: Literal["asc", "desc"] = "desc",
     count_only: BoolParam = False,
     fields: Literal["summary"] | None = None,
-) -> dict[str, Any]:
+) -> EventsJSON:
     q = EventQuery(
         event_type=event_type,
         domain=domain.lower() if domain else None,
@@ -136,7 +146,7 @@ async def list_events(
         services.redis, services.log, tenant.ks, tenant.id, q, count_only=count_only
     )
     if count_only:
-        return {"status": "success", "count": total}
+        return EventsJSON({"status": "success", "count": total})
     ids = [e.id for e in events]
     if fields == "summary":
         contact_of = await read_contact_ids_of_events(services.redis, tenant.ks, tenant.id, ids)
@@ -144,17 +154,24 @@ async def list_events(
     else:
         enriched = await read_enrichments(services.redis, tenant.ks, tenant.id, ids)
         docs = [event_document(e, enriched[e.id]) for e in events]
-    return {
-        "status": "success",
-        "events": docs,
-        "pagination": {"page": page, "limit": limit, "total_pages": -(-total // limit), "total_items": total},
-    }
+    return EventsJSON(
+        {
+            "status": "success",
+            "events": docs,
+            "pagination": {
+                "page": page,
+                "limit": limit,
+                "total_pages": -(-total // limit),
+                "total_items": total,
+            },
+        }
+    )
 
 
 @router.get("/types")
-async def list_event_types(tenant: EventsReader, services: ServicesDep) -> dict[str, Any]:
+async def list_event_types(tenant: EventsReader, services: ServicesDep) -> EventsJSON:
     types = await read_event_types(services.redis, tenant.ks, tenant.id)
-    return {"status": "success", "types": types, "total_items": len(types)}
+    return EventsJSON({"status": "success", "types": types, "total_items": len(types)})
 
 
 @router.get("/stats")
@@ -167,7 +184,7 @@ async def event_stats(
     date_before: str | None = None,
     identified_only: BoolParam = False,
     group_by: GroupBy | None = None,
-) -> dict[str, Any]:
+) -> EventsJSON:
     q = StatsQuery(
         event_type=event_type,
         domain=domain.lower() if domain else None,
@@ -184,13 +201,13 @@ async def event_stats(
         stats["by_domain"] = s.by_domain
     if group_by in (None, "day"):
         stats["by_day"] = s.by_day
-    return {"status": "success", "stats": stats}
+    return EventsJSON({"status": "success", "stats": stats})
 
 
 @router.get("/{event_id}")
-async def get_event(event_id: str, tenant: EventsReader, services: ServicesDep) -> dict[str, Any]:
+async def get_event(event_id: str, tenant: EventsReader, services: ServicesDep) -> EventsJSON:
     e = await read_event(services.redis, services.log, tenant.ks, tenant.id, event_id)
     if e is None:
         raise NotFound(f"event {event_id!r} not found", details={"event_id": event_id})
     enriched = await read_enrichments(services.redis, tenant.ks, tenant.id, [e.id])
-    return {"status": "success", "event": event_document(e, enriched[e.id], full=True)}
+    return EventsJSON({"status": "success", "event": event_document(e, enriched[e.id], full=True)})
