@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.ids import event_id, ulids  # noqa: E402
 from ingest.log import EventLog, entry_fields  # noqa: E402
+from ingest.redis_client import connect_redis  # noqa: E402
 from ingest.schema import Event  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
 from ingest.workspaces import WorkspaceRegistry  # noqa: E402
@@ -348,7 +349,7 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {}
     try:
-        redis = Redis.from_url(url)
+        redis = connect_redis(url)
         await redis.config_set("maxmemory", str(int(max_memory_gb * 2**30)))
         await redis.config_set("maxmemory-policy", "noeviction")
         created = await WorkspaceRegistry(redis, settings).create_workspace("bench")

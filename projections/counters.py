@@ -8,6 +8,7 @@ are counted from the type and domain indices (`read_facet_counts`), never from t
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -54,18 +55,24 @@ def _rollup_key(ks: Keyspace, workspace: str, name: str, day: str) -> str:
 
 
 def apply_counters(u: Updates, ks: Keyspace, workspace: str, located: list[Located]) -> None:
-    days = u.zadd[keys.counter_days(ks, workspace)]
+    # Group the batch's events by cube cell first: the per-event work is one tuple count, and the key
+    # and field strings are built once per distinct (day, type, domain, identified) of the batch.
+    cells: Counter[tuple[int, str, str | None, bool]] = Counter()
     for loc in located:
         e = loc.event
-        if not is_listed(e):
-            continue
-        day = day_of(e.timestamp)
-        days[day] = e.timestamp // DAY_MS
-        identified = is_identified(loc)
-        u.hincr[keys.counter_day(ks, workspace, day)][cube_field(e.event, e.domain, identified)] += 1
+        if is_listed(e):
+            cells[(e.timestamp // DAY_MS, e.event, e.domain, is_identified(loc))] += 1
+    if not cells:
+        return
+    days = u.zadd[keys.counter_days(ks, workspace)]
+    day_names: dict[int, str] = {}
+    for (day_no, event_type, domain, identified), n in sorted(cells.items(), key=lambda kv: repr(kv[0])):
+        day = day_names.get(day_no) or day_names.setdefault(day_no, day_of(day_no * DAY_MS))
+        days[day] = day_no
+        u.hincr[keys.counter_day(ks, workspace, day)][cube_field(event_type, domain, identified)] += n
         for suffix in ("a", "i") if identified else ("a",):
-            for name, field in _rollup_fields(e.event, e.domain, day, suffix):
-                u.hincr[_rollup_key(ks, workspace, name, day)][field] += 1
+            for name, field in _rollup_fields(event_type, domain, day, suffix):
+                u.hincr[_rollup_key(ks, workspace, name, day)][field] += n
 
 
 def move_identified_counts(
