@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ import msgspec
 from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import spawn, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
@@ -129,26 +130,6 @@ async def xadd_baseline(url: str, events: list[dict], per_pipe: int) -> float:
     elapsed = time.perf_counter() - t0
     await redis.aclose()
     return len(payloads) / elapsed
-
-
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_http(port: int) -> None:
-    for _ in range(400):
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError("server did not start")
 
 
 async def run(n_events: int, per_batch: int, connections: int, fsync: str) -> dict:

@@ -34,6 +34,8 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import spawn, wait_http  # noqa: E402
+
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.ids import event_id, ulids  # noqa: E402
 from ingest.log import EventLog, entry_fields  # noqa: E402
@@ -182,26 +184,6 @@ async def load(redis: Redis, settings: Settings, workspace: str, n: int, parquet
         writer.write_table(pa.table(pending, schema=schema))
     writer.close()
     return {"load_s": time.perf_counter() - t0, "raw_json_bytes": statistics.mean(raw_sizes)}
-
-
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_http(port: int) -> None:
-    for _ in range(600):
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError("server did not start")
 
 
 # ---------------------------------------------------------------- the queries: API parameters and SQL

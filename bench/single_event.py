@@ -30,6 +30,8 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import spawn, wait_http  # noqa: E402
+
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest import keys  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
@@ -157,26 +159,6 @@ async def bare_uvicorn_ceiling(seconds: int, connections: int, threads: int, bod
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_http(port: int) -> None:
-    for _ in range(400):
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)  # sleep-ok: polling for the server to listen
-    raise TimeoutError("server did not start")
 
 
 async def log_entries(redis: Redis, settings: Settings) -> int:

@@ -1,0 +1,29 @@
+"""Shared benchmark plumbing: start `streamfold` processes and wait for them to listen (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`streamfold <args>` as a child process with its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_http(port: int, timeout: float = 30.0) -> None:
+    """Return once something listens on 127.0.0.1:`port`."""
+    for _ in range(int(timeout / 0.05)):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)  # sleep-ok: polling for the server to listen
+    raise TimeoutError("server did not start")
