@@ -132,7 +132,7 @@ async def xadd_baseline(url: str, events: list[dict], per_pipe: int) -> float:
     return len(payloads) / elapsed
 
 
-async def run(n_events: int, per_batch: int, connections: int, fsync: str) -> dict:
+async def run(n_events: int, per_batch: int, connections: int, fsync: str, workers: int) -> dict:
     bodies, events = make_bodies(n_events, per_batch)
     raw_bytes = sum(len(msgspec.json.encode(e)) for e in events) / len(events)
     tmp = tempfile.mkdtemp(prefix="sf-bench-")
@@ -151,7 +151,7 @@ async def run(n_events: int, per_batch: int, connections: int, fsync: str) -> di
         redis = Redis.from_url(url)
         created = await WorkspaceRegistry(redis, settings).create_workspace("bench")
         write_key = next(k.key for k in created.keys if "write" in k.scopes)
-        procs.append(spawn(["serve", "--no-fold"], env))
+        procs.append(spawn(["serve", "--no-fold", "--workers", str(workers)], env))
         procs.append(spawn(["fold"], env))
         await wait_http(port)
         t0 = time.perf_counter()
@@ -185,6 +185,7 @@ async def run(n_events: int, per_batch: int, connections: int, fsync: str) -> di
         "connections": connections,
         "avg_event_json_bytes": round(raw_bytes),
         "appendfsync": fsync,
+        "http_workers": workers,
         "http_ack_events_per_s": round(n_events / load["seconds"]),
         "http_requests_per_s": round(load["requests"] / load["seconds"]),
         "http_p50_ms": round(load["p50_ms"], 2),
@@ -198,7 +199,7 @@ async def run(n_events: int, per_batch: int, connections: int, fsync: str) -> di
 
 def write_results(r: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
-    stamp = r["date"][:10]
+    stamp = f"{r['date'][:10]}-w{r['http_workers']}"
     (RESULTS / f"ingest-{stamp}.json").write_text(json.dumps(r, indent=2) + "\n")
     md = RESULTS / f"ingest-{stamp}.md"
     md.write_text(
@@ -206,7 +207,7 @@ def write_results(r: dict) -> Path:
 
 Machine: {r["machine"]} (shared, noisy: read ratios, not absolutes).
 Data: {r["events"]:,} events (~{r["avg_event_json_bytes"]} bytes of JSON each), `/v1/batch` requests of {r["batch"]},
-{r["connections"]} keep-alive connections; `streamfold serve --no-fold` (1 uvicorn worker) + `streamfold fold`
+{r["connections"]} keep-alive connections; `streamfold serve --no-fold --workers {r["http_workers"]}` + `streamfold fold`
 (all 16 partitions) on a private valkey-server, append-only file on, `appendfsync {r["appendfsync"]}`.
 
 | measure | result |
@@ -227,8 +228,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--fsync", default="always", choices=["always", "everysec", "no"])
+    ap.add_argument("--workers", type=int, default=1, help="HTTP worker processes of the server")
     args = ap.parse_args()
-    result = asyncio.run(run(args.events, args.batch, args.connections, args.fsync))
+    result = asyncio.run(run(args.events, args.batch, args.connections, args.fsync, args.workers))
     print(json.dumps(result, indent=2))
     print(f"wrote {write_results(result)}")
 
