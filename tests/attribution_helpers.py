@@ -28,6 +28,7 @@ def event(
     referrer: str | None = None,
     properties: dict | None = None,
     traits: dict | None = None,
+    group: str | None = None,
 ) -> Event:
     eid = f"evt_{ulid()}"
     return Event(
@@ -39,6 +40,7 @@ def event(
         received_at=ts,
         anonymous_id=anon,
         user_id=user,
+        group_id=group,
         url=url,
         referrer=referrer,
         properties=properties or {},

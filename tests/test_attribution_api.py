@@ -393,3 +393,29 @@ async def test_new_events_during_a_walk_neither_repeat_nor_skip_rows(client, key
         seen += [r["id"] for r in body["data"]]
         cur = body["next_cursor"]
     assert len(seen) == len(set(seen)) == 20
+
+
+async def test_company_mode_credits_touchpoints_of_every_contact_of_the_company(
+    client, key, log, workspace, folded
+):
+    t = ms("2026-03-10 12:00:00")
+    await load(
+        log,
+        workspace.id,
+        [
+            page(t - 86_400_000, "anon-a", "https://shop.example.com/?gclid=1"),
+            event("identify", "identify", t - 86_000_000, anon="anon-a", user="alice"),
+            event("identify", "identify", t - 86_000_000, user="bob"),
+            event("group", "group", t - 85_000_000, user="alice", group="acme"),
+            event("group", "group", t - 85_000_000, user="bob", group="acme"),
+            track("purchase", t, user="bob", properties={"amount": 80}),
+        ],
+    )
+    await folded()
+    q = {**RANGE, "attribution_model": "first_touch", "attribution_window": "7",
+         "sources[]": ["google_ads", "direct"], "fields[]": ["amount", "profile_id", "company_id", "source"]}  # fmt: skip
+    (row,) = (await get(client, key, **q)).json()["data"]
+    assert row["source"] == "direct" and row["touchpoint_id"] is None  # bob alone never clicked an ad
+    (row,) = (await get(client, key, **q, query_mode="company")).json()["data"]
+    assert row["source"] == "google_ads" and row["amount"] == 80
+    assert row["company_id"].startswith("co_") and row["profile_id"].startswith("ct_")
