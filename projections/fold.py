@@ -168,7 +168,7 @@ async def _commit(
             if owner is None or owner.decode() != fence.token or int(epoch or 0) != fence.epoch:
                 raise FenceLost(f"partition {ks.partition} is owned by another applier")
             pipe.multi()
-        u.queue(pipe)
+        u.queue(pipe, keys.checkpoint(ks))
         for entry_id, fields, reason in poison:
             pipe.xadd(dlq, {b"entry": entry_id.encode(), b"reason": reason.encode(), **fields})
         if new_ckpt is not None:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-# HINCRBY takes one field; a batch touches many fields of one hash (a day of the counters cube), so add
-# them in one server-side call per hash instead of one command per field.
-HINCRBY_MANY = """
-for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+# A batch touches hundreds of keys (one ZADD per index key, one HINCRBY per counter cell). Queued one by one
+# in MULTI, each costs a request and a QUEUED reply parsed in Python; instead the whole batch goes to the
+# server as a few calls of this script, which runs the commands in C-land. ARGV is a flat run of
+# `argc, command, args…` groups. (Same transaction, same atomicity: the calls sit inside the MULTI.)
+APPLY_COMMANDS = """
+local i, n = 1, #ARGV
+while i <= n do
+  local argc = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + argc))
+  i = i + argc + 1
+end
 return 0
 """
+MAX_COMMAND_ARGS = 4000  # Lua's unpack limit is near 8000; a longer command is split into several
+MAX_SCRIPT_ARGS = 200_000  # arguments per script call, so one request stays a few MB at most
 
 
 class Updates:
@@ -22,29 +31,49 @@ class Updates:
         self.hincr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.hdel: dict[str, set[str]] = defaultdict(set)  # e.g. counter cells moved to zero
 
-    def queue(self, pipe: Any) -> None:
-        """Queue every update on a (transactional) pipeline, in a deterministic order."""
+    def commands(self) -> list[list[Any]]:
+        """Every update as Redis commands, in a deterministic order, none longer than MAX_COMMAND_ARGS."""
+        out: list[list[Any]] = []
+
+        def emit(name: str, key: str, items: list[Any], width: int) -> None:
+            step = (MAX_COMMAND_ARGS // width) * width
+            for i in range(0, len(items), step):
+                out.append([name, key, *items[i : i + step]])
+
         for key in sorted(self.zrem):
-            if self.zrem[key]:
-                pipe.zrem(key, *sorted(self.zrem[key]))
+            emit("ZREM", key, sorted(self.zrem[key]), 1)
         for key in sorted(self.hset):
-            if self.hset[key]:
-                pipe.hset(key, mapping=self.hset[key])
+            emit("HSET", key, [x for f, v in self.hset[key].items() for x in (f, v)], 2)
         for key in sorted(self.zadd):
-            if self.zadd[key]:
-                pipe.zadd(key, self.zadd[key])
+            emit("ZADD", key, [x for m, sc in self.zadd[key].items() for x in (sc, m)], 2)
         for key in sorted(self.sadd):
-            if self.sadd[key]:
-                pipe.sadd(key, *sorted(self.sadd[key]))
+            emit("SADD", key, sorted(self.sadd[key]), 1)
         for key in sorted(self.hincr):
-            args = [x for field, n in sorted(self.hincr[key].items()) if n for x in (field, n)]
-            if len(args) == 2:
-                pipe.hincrby(key, args[0], args[1])
-            elif args:
-                pipe.eval(HINCRBY_MANY, 1, key, *args)
+            for field, n in sorted(self.hincr[key].items()):
+                if n:
+                    out.append(["HINCRBY", key, field, n])
         for key in sorted(self.hdel):
-            if self.hdel[key]:
-                pipe.hdel(key, *sorted(self.hdel[key]))
+            emit("HDEL", key, sorted(self.hdel[key]), 1)
+        return out
+
+    def queue(self, pipe: Any, route_key: str | None = None) -> None:
+        """Queue every update on a (transactional) pipeline as a few APPLY_COMMANDS calls.
+
+        `route_key` (default: the first key updated) is declared to the script so a cluster routes it to
+        the partition's slot; every key of a batch shares that slot."""
+        commands = self.commands()
+        if not commands:
+            return
+        route_key = route_key or commands[0][1]
+        args: list[Any] = []
+        for cmd in commands:
+            if len(args) + len(cmd) + 1 > MAX_SCRIPT_ARGS and args:
+                pipe.eval(APPLY_COMMANDS, 1, route_key, *args)
+                args = []
+            args.append(len(cmd))
+            args.extend(cmd)
+        if args:
+            pipe.eval(APPLY_COMMANDS, 1, route_key, *args)
 
     def __len__(self) -> int:
         return (
