@@ -20,7 +20,14 @@ from ingest.schema import Event
 from ingest.touchpoints import Classified, classify
 
 from . import keys
-from .contacts import ContactDoc, read_company_ids_of_contacts, read_contact_ids_of_events, read_contacts
+from .contacts import (
+    ContactDoc,
+    read_companies,
+    read_company_contact_ids,
+    read_company_ids_of_contacts,
+    read_contact_ids_of_events,
+    read_contacts,
+)
 from .events import Located
 from .keys import Keyspace
 from .updates import Updates
@@ -275,7 +282,7 @@ class ChainResolver:
         self._contact_of: dict[str, str] = {}
         self._contacts: dict[str, ContactDoc] = {}
         self._company_of: dict[str, str] = {}
-        self._company_members: dict[str, list[ContactDoc]] | None = None
+        self._company_members: dict[str, list[ContactDoc]] = {}
 
     async def _load(self, conversions: list[Conversion]) -> None:
         todo = [c.id for c in conversions if c.id not in self._contact_of]
@@ -297,26 +304,29 @@ class ChainResolver:
         cid = self._contact_of.get(c.id)
         return self._contacts.get(cid) if cid else None
 
-    async def _members_of_companies(self) -> dict[str, list[ContactDoc]]:
-        # No company → contacts index exists yet: read every live contact once per request (cost: contacts).
-        if self._company_members is None:
-            ids = [
-                m.decode() for m in await self.redis.zrange(keys.contact_list(self.ks, self.workspace), 0, -1)
-            ]
-            docs = await read_contacts(self.redis, self.ks, self.workspace, ids)
-            company = await read_company_ids_of_contacts(
-                self.redis, self.ks, self.workspace, list(docs.values())
-            )
-            members: dict[str, list[ContactDoc]] = {}
-            for cid, co in sorted(company.items()):
-                if cid in docs:
-                    members.setdefault(co, []).append(docs[cid])
-            self._company_members = members
+    async def _members_of_companies(self, companies: set[str]) -> dict[str, list[ContactDoc]]:
+        """The contacts of each company (identity's company members index), cached for the request."""
+        todo = sorted(companies - set(self._company_members))
+        if todo:
+            docs = await read_companies(self.redis, self.ks, self.workspace, todo)
+            for co in todo:
+                ids = (
+                    await read_company_contact_ids(self.redis, self.ks, self.workspace, docs[co])
+                    if co in docs
+                    else []
+                )
+                found = await read_contacts(self.redis, self.ks, self.workspace, ids)
+                self._company_members[co] = [found[i] for i in ids if i in found]
         return self._company_members
 
     async def visitors(self, conversions: list[Conversion], query_mode: str) -> list[list[str]]:
         await self._load(conversions)
-        members = await self._members_of_companies() if query_mode == "company" else {}
+        members: dict[str, list[ContactDoc]] = {}
+        if query_mode == "company":
+            companies = {
+                co for c in conversions if (d := self._contact(c)) and (co := self._company_of.get(d.id))
+            }
+            members = await self._members_of_companies(companies)
         out = []
         for c in conversions:
             doc = self._contact(c)
