@@ -17,6 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from ingest.schema import Event
+from ingest.sources.profile import normalize_email
 from ingest.touchpoints import Classified, classify
 
 from . import keys
@@ -78,9 +79,15 @@ def visitor_of_user(user_id: str | None) -> str | None:
     return f"u:{user_id}" if user_id else None
 
 
+def visitor_of_email(email: str | None) -> str | None:
+    address = normalize_email(email)
+    return f"e:{address}" if address else None
+
+
 def visitor_of(e: Event) -> str | None:
-    """Whose sessions an event belongs to: the browser's anonymous id, else the user id."""
-    return visitor_of_anonymous(e.anonymous_id) or visitor_of_user(e.user_id)
+    """Whose touchpoints an event belongs to: the browser's anonymous id, else the user id, else (email
+    webhooks, which know people only by address) the email address."""
+    return visitor_of_anonymous(e.anonymous_id) or visitor_of_user(e.user_id) or visitor_of_email(e.email)
 
 
 def chain_member(visitor: str, ts: int, touchpoint_id: str) -> str:
@@ -341,6 +348,7 @@ class ChainResolver:
             for d in owners:
                 vs.update(dict.fromkeys(f"a:{a}" for a in d.anonymous_ids))
                 vs.update(dict.fromkeys(f"u:{u}" for u in d.user_ids))
+                vs.update(dict.fromkeys(v for m in d.emails if (v := visitor_of_email(m))))
             vs.update(dict.fromkeys(c.visitors))
             out.append(list(vs))
         return out

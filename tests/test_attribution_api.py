@@ -419,3 +419,35 @@ async def test_company_mode_credits_touchpoints_of_every_contact_of_the_company(
     (row,) = (await get(client, key, **q, query_mode="company")).json()["data"]
     assert row["source"] == "google_ads" and row["amount"] == 80
     assert row["company_id"].startswith("co_") and row["profile_id"].startswith("ct_")
+
+
+async def test_an_email_webhook_click_is_an_email_touchpoint_of_the_contact(client, key, workspace, folded):
+    """SendGrid click (by email address) → later purchase by the same person: `email` earns the credit."""
+    auth = (workspace.write_key, "")
+    r = await client.post(
+        "/v1/identify",
+        json={"userId": "u-ada", "traits": {"email": "ada@engines.io"}, "timestamp": "2026-03-10T09:00:00Z"},
+        auth=auth,
+    )
+    assert r.status_code == 200
+    click = {
+        "email": "Ada@Engines.io", "timestamp": ms("2026-03-10 10:00:00") // 1000, "event": "click",
+        "sg_event_id": "sg-click-1", "sg_message_id": "m-1", "url": "https://engines.io/pricing",
+    }  # fmt: skip
+    r = await client.post("/v1/sources/email/sendgrid", json=[click], auth=auth)
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        "/v1/track",
+        json={"userId": "u-ada", "event": "purchase", "properties": {"revenue": 120},
+              "timestamp": "2026-03-11T10:00:00Z"},
+        auth=auth,
+    )  # fmt: skip
+    assert r.status_code == 200
+    await folded()
+    params = {**RANGE, "sources[]": "email", "attribution_model": "last_touch", "attribution_window": "7",
+              "event_names[]": "purchase", "fields[]": ["amount", "event_name", "profile_id"]}  # fmt: skip
+    r = await get(client, key, **params)
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["data"]
+    assert row["event_name"] == "purchase" and row["amount"] == 120
+    assert row["profile_id"].startswith("ct_") and row["touchpoint_id"]
