@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,6 +35,7 @@ from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest import keys as log_keys  # noqa: E402
 from ingest.ids import ulid  # noqa: E402
 from ingest.log import EventLog  # noqa: E402
+from ingest.redis_client import connect_redis  # noqa: E402
 from ingest.schema import Event  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
 from ingest.touchpoints import classify  # noqa: E402
@@ -151,7 +151,7 @@ async def run(args: argparse.Namespace) -> dict:
         settings = Settings(
             redis_url=url, key_prefix="bench", partitions=4, attribution_rate_limit_per_minute=0
         )
-        redis = Redis.from_url(url)
+        redis = connect_redis(url)
         reg = WorkspaceRegistry(redis, settings)
         created = await reg.create_workspace("bench")
         ws = created.workspace.id
