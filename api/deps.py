@@ -10,10 +10,10 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 from ingest import keys as log_keys
-from ingest.errors import Forbidden, Unauthorized
+from ingest.errors import Unauthorized
 from ingest.log import EventLog
 from ingest.settings import Settings
-from ingest.workspaces import Workspace, WorkspaceRegistry
+from ingest.workspaces import Workspace, WorkspaceRegistry, require_grant
 from projections.keys import Keyspace
 
 
@@ -58,13 +58,7 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Tenant]]:
         key = presented_key(request)
         if key is None:
             raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
-        grant = await services.registry.resolve(key)
-        if grant is None:
-            raise Unauthorized("invalid API key")
-        if scope not in grant.scopes:
-            raise Forbidden(f"this API key lacks the scope {scope!r}")
-        if grant.workspace.disabled:
-            raise Forbidden("this workspace is disabled")
+        grant = require_grant(await services.registry.resolve(key), scope, unknown="invalid API key")
         s = services.settings
         ks = Keyspace(s.key_prefix, log_keys.partition_of(grant.workspace.id, s.partitions))
         return Tenant(grant.workspace, ks, grant.scopes)

@@ -21,7 +21,7 @@ from .log import EventLog
 from .normalize import MessageRejected, normalize
 from .schema import Event, WireBatch, WireMessage
 from .settings import Settings
-from .workspaces import Workspace, WorkspaceRegistry
+from .workspaces import Workspace, WorkspaceRegistry, require_grant
 
 _wire_message_decoder = msgspec.json.Decoder(WireMessage)
 _wire_batch_decoder = msgspec.json.Decoder(WireBatch)
@@ -153,14 +153,7 @@ class Receiver:
             raise Unauthorized(
                 "missing write key: send it as the HTTP Basic username or as writeKey in the body"
             )
-        grant = await self.registry.resolve(key)
-        if grant is None:
-            raise Unauthorized("unknown write key")
-        if "write" not in grant.scopes:
-            raise Forbidden("this key cannot write events (scope 'write' needed)")
-        if grant.workspace.disabled:
-            raise Forbidden("this workspace is disabled")
-        return grant.workspace
+        return require_grant(await self.registry.resolve(key), "write", unknown="unknown write key").workspace
 
     async def check_origin(self, key: str | None, origin: str | None) -> None:
         """Preflight check, possible only when the key is in the query string (the beacon form)."""

@@ -16,7 +16,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from . import keys
-from .errors import InvalidRequest, NotFound
+from .errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from .ids import new_token, ulid
 from .settings import Settings
 
@@ -50,6 +50,17 @@ class CreatedKey:
 class CreatedWorkspace:
     workspace: Workspace
     keys: list[CreatedKey] = field(default_factory=list)
+
+
+def require_grant(grant: KeyGrant | None, scope: str, *, unknown: str) -> KeyGrant:
+    """A resolved key's grant, if it holds `scope`: 401 unknown key, 403 wrong scope or disabled workspace."""
+    if grant is None:
+        raise Unauthorized(unknown)
+    if scope not in grant.scopes:
+        raise Forbidden(f"this key lacks the scope {scope!r}")
+    if grant.workspace.disabled:
+        raise Forbidden("this workspace is disabled")
+    return grant
 
 
 def hash_key(key: str) -> str:

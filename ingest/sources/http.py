@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import Forbidden, InvalidRequest, NotFound, StreamfoldError, Unauthorized, Unavailable
+from ..errors import InvalidRequest, NotFound, StreamfoldError, Unauthorized, Unavailable
 from ..http import error_response
 from ..receive import Receiver, decompress, key_from_basic_auth
-from ..workspaces import Workspace
+from ..workspaces import Workspace, require_grant
 from . import crm, email
 from .keys import email_signing_secrets
 
@@ -36,14 +36,7 @@ def presented_write_key(request: Request) -> str | None:
 async def authenticate(receiver: Receiver, key: str | None, scope: str) -> Workspace:
     if not key:
         raise Unauthorized("missing key: send it as the HTTP Basic username, a Bearer token or ?writeKey=")
-    grant = await receiver.registry.resolve(key)
-    if grant is None:
-        raise Unauthorized("unknown write key")
-    if scope not in grant.scopes:
-        raise Forbidden(f"this key lacks the scope {scope!r}")
-    if grant.workspace.disabled:
-        raise Forbidden("this workspace is disabled")
-    return grant.workspace
+    return require_grant(await receiver.registry.resolve(key), scope, unknown="unknown write key").workspace
 
 
 async def signing_secret(redis: Redis, prefix: str, workspace_id: str, provider: str) -> str | None:
