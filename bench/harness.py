@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -27,3 +28,13 @@ async def wait_http(port: int, timeout: float = 30.0) -> None:
         except OSError:
             await asyncio.sleep(0.05)  # sleep-ok: polling for the server to listen
     raise TimeoutError("server did not start")
+
+
+def server_env(redis_url: str, port: int) -> dict[str, str]:
+    """The environment a benchmarked `streamfold` process runs with."""
+    return {
+        **os.environ,
+        "STREAMFOLD_REDIS_URL": redis_url,
+        "STREAMFOLD_PORT": str(port),
+        "STREAMFOLD_LOG_LEVEL": "warning",
+    }

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import spawn, wait_http  # noqa: E402
+from harness import server_env, spawn, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
@@ -140,12 +140,7 @@ async def run(n_events: int, per_batch: int, connections: int, fsync: str, worke
     url = server.start()
     port = free_port()
     settings = Settings(redis_url=url, partitions=16)
-    env = {
-        **os.environ,
-        "STREAMFOLD_REDIS_URL": url,
-        "STREAMFOLD_PORT": str(port),
-        "STREAMFOLD_LOG_LEVEL": "warning",
-    }
+    env = server_env(url, port)
     procs = []
     try:
         redis = Redis.from_url(url)

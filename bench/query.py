@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import spawn, wait_http  # noqa: E402
+from harness import server_env, spawn, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.ids import event_id, ulids  # noqa: E402
@@ -321,13 +321,7 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
     url = server.start()
     port = free_port()
     settings = Settings(redis_url=url, partitions=16)
-    env = {
-        **os.environ,
-        "STREAMFOLD_REDIS_URL": url,
-        "STREAMFOLD_PORT": str(port),
-        "STREAMFOLD_LOG_LEVEL": "warning",
-        "STREAMFOLD_FOLD_BATCH_ENTRIES": "500",
-    }
+    env = {**server_env(url, port), "STREAMFOLD_FOLD_BATCH_ENTRIES": "500"}
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {}
     try:

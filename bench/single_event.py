@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import spawn, wait_http  # noqa: E402
+from harness import server_env, spawn, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest import keys  # noqa: E402
@@ -183,12 +183,7 @@ async def run(seconds: int, connections: int, threads: int, workers: int, fsync:
     url = server.start()
     port = free_port()
     settings = Settings(redis_url=url, partitions=16)
-    env = {
-        **os.environ,
-        "STREAMFOLD_REDIS_URL": url,
-        "STREAMFOLD_PORT": str(port),
-        "STREAMFOLD_LOG_LEVEL": "warning",
-    }
+    env = server_env(url, port)
     serve = ["serve", "--no-fold"] + (["--workers", str(workers)] if workers > 1 else [])
     procs = []
     try:

@@ -170,34 +170,33 @@ async def read_enrichments(
     return out
 
 
+async def _read_id_page(
+    redis: Redis, key: str, *, offset: int, limit: int, descending: bool
+) -> tuple[int, list[str]]:
+    """(size of the ZSET, one page of its members) in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.zcard(key)
+    pipe.zrange(key, offset, offset + limit - 1, desc=descending)
+    total, ids = await pipe.execute()
+    return int(total), [i.decode() for i in ids]
+
+
 async def read_contact_page(
     redis: Redis, ks: Keyspace, workspace: str, *, offset: int, limit: int, descending: bool = True
 ) -> tuple[int, list[ContactDoc]]:
     key = keys.contact_list(ks, workspace)
-    pipe = redis.pipeline(transaction=False)
-    pipe.zcard(key)
-    if descending:
-        pipe.zrange(key, offset, offset + limit - 1, desc=True)
-    else:
-        pipe.zrange(key, offset, offset + limit - 1)
-    total, ids = await pipe.execute()
-    docs = await read_contacts(redis, ks, workspace, [i.decode() for i in ids])
-    return int(total), [docs[i.decode()] for i in ids if i.decode() in docs]
+    total, ids = await _read_id_page(redis, key, offset=offset, limit=limit, descending=descending)
+    docs = await read_contacts(redis, ks, workspace, ids)
+    return total, [docs[i] for i in ids if i in docs]
 
 
 async def read_company_page(
     redis: Redis, ks: Keyspace, workspace: str, *, offset: int, limit: int, descending: bool = True
 ) -> tuple[int, list[CompanyDoc]]:
     key = keys.company_list(ks, workspace)
-    pipe = redis.pipeline(transaction=False)
-    pipe.zcard(key)
-    if descending:
-        pipe.zrange(key, offset, offset + limit - 1, desc=True)
-    else:
-        pipe.zrange(key, offset, offset + limit - 1)
-    total, ids = await pipe.execute()
-    docs = await read_companies(redis, ks, workspace, [i.decode() for i in ids])
-    return int(total), [docs[i.decode()] for i in ids if i.decode() in docs]
+    total, ids = await _read_id_page(redis, key, offset=offset, limit=limit, descending=descending)
+    docs = await read_companies(redis, ks, workspace, ids)
+    return total, [docs[i] for i in ids if i in docs]
 
 
 async def read_merge_history(redis: Redis, ks: Keyspace, workspace: str, contact_id: str) -> list[str]:
