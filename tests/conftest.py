@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -67,6 +69,25 @@ def make_settings(redis_url: str, **overrides: object) -> Settings:
 async def drop_prefix(redis: Redis, prefix: str) -> None:
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         await redis.unlink(key)
+
+
+def fold_process(settings: Settings, *, batch_entries: int) -> subprocess.Popen[bytes]:
+    """A `streamfold fold` child process on the test's keys, with a short lease and small batches (so a
+    SIGKILL lands mid-fold)."""
+    env = {
+        **os.environ,
+        "STREAMFOLD_REDIS_URL": settings.redis_url or "",
+        "STREAMFOLD_KEY_PREFIX": settings.key_prefix,
+        "STREAMFOLD_PARTITIONS": str(settings.partitions),
+        "STREAMFOLD_LEASE_TTL_MS": "1000",
+        "STREAMFOLD_FOLD_BATCH_ENTRIES": str(batch_entries),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "fold"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 
 import msgspec
 import pytest
@@ -21,6 +18,7 @@ from projections.keys import Keyspace
 from projections.progress import checkpoints, log_heads, wait_until_folded
 from projections.rebuild import digest, rebuild_and_compare
 
+from .conftest import fold_process
 from .factories import append_events, make_events
 
 
@@ -137,23 +135,6 @@ async def test_rebuild_gives_the_live_digest(settings, redis):
     assert n == 20 and live == rebuilt
 
 
-def _fold_process(settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "STREAMFOLD_REDIS_URL": settings.redis_url,
-        "STREAMFOLD_KEY_PREFIX": settings.key_prefix,
-        "STREAMFOLD_PARTITIONS": str(settings.partitions),
-        "STREAMFOLD_LEASE_TTL_MS": "1000",
-        "STREAMFOLD_FOLD_BATCH_ENTRIES": "5",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "fold"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def test_sigkill_mid_fold_then_restart_equals_a_run_without_the_kill(settings, redis):
     workspaces = ["ws_k1", "ws_k2", "ws_k3"]
     expected_unique = 0
@@ -163,7 +144,7 @@ async def test_sigkill_mid_fold_then_restart_equals_a_run_without_the_kill(setti
         await append_events(EventLog(redis, settings), ws, events)
     heads = await log_heads(redis, settings.key_prefix, settings.partitions)
 
-    proc = _fold_process(settings)
+    proc = fold_process(settings, batch_entries=5)
     try:
         # kill it once it has committed part of the log but not all of it
         for _ in range(6000):
@@ -181,7 +162,7 @@ async def test_sigkill_mid_fold_then_restart_equals_a_run_without_the_kill(setti
     ck = await checkpoints(redis, settings.key_prefix, settings.partitions)
     assert any(ck.get(p) != heads[p] for p in heads), "the kill came after the fold had finished"
 
-    proc = _fold_process(settings)
+    proc = fold_process(settings, batch_entries=5)
     try:
         await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=120, targets=heads)
     finally:

@@ -4,11 +4,8 @@ CRM sync adds the company; every projection agrees, and a fold killed mid-way th
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -25,7 +22,7 @@ from projections.keys import Keyspace
 from projections.progress import checkpoints, log_heads, wait_until_folded
 from projections.rebuild import rebuild_and_compare
 
-from .conftest import WorkspaceKeys, new_workspace
+from .conftest import WorkspaceKeys, fold_process, new_workspace
 
 T0 = 1_777_000_000_000  # 2026-04-24
 
@@ -191,23 +188,6 @@ def churn(n_entries: int, seed: int) -> list[list[Event]]:
     return entries
 
 
-def _fold_process(settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "STREAMFOLD_REDIS_URL": settings.redis_url,
-        "STREAMFOLD_KEY_PREFIX": settings.key_prefix,
-        "STREAMFOLD_PARTITIONS": str(settings.partitions),
-        "STREAMFOLD_LEASE_TTL_MS": "1000",
-        "STREAMFOLD_FOLD_BATCH_ENTRIES": "3",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "fold"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def consistent(redis, ks: Keyspace, ws: str) -> None:
     """Cross-projection invariants: every identified event has a contact, every contact's events are identified,
     and the identified counters equal the identified index."""
@@ -241,7 +221,7 @@ async def test_killing_the_fold_mid_way_through_identity_churn_changes_nothing(s
     heads = await log_heads(redis, settings.key_prefix, settings.partitions)
     ks = ks_of(settings, ws)
 
-    proc = _fold_process(settings)
+    proc = fold_process(settings, batch_entries=3)
     try:
         for _ in range(6000):
             if (await checkpoints(redis, settings.key_prefix, settings.partitions)).get(ks.partition):
@@ -257,7 +237,7 @@ async def test_killing_the_fold_mid_way_through_identity_churn_changes_nothing(s
     ck = await checkpoints(redis, settings.key_prefix, settings.partitions)
     assert ck[ks.partition] != heads[ks.partition], "the kill came after the fold had finished"
 
-    proc = _fold_process(settings)
+    proc = fold_process(settings, batch_entries=3)
     try:
         await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=120, targets=heads)
     finally:
