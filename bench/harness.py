@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 
@@ -38,3 +39,13 @@ def server_env(redis_url: str, port: int) -> dict[str, str]:
         "STREAMFOLD_PORT": str(port),
         "STREAMFOLD_LOG_LEVEL": "warning",
     }
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], server: object, data_dir: str) -> None:
+    """Terminate the `streamfold` children, then the private valkey-server, then remove its data dir."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+    server.stop()  # type: ignore[attr-defined]
+    shutil.rmtree(data_dir, ignore_errors=True)

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import server_env, spawn, wait_http  # noqa: E402
+from harness import server_env, spawn, stop_all, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
@@ -157,12 +157,7 @@ async def run(n_events: int, per_batch: int, connections: int, fsync: str, worke
         info = await redis.info("memory")
         await redis.aclose()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, server, tmp)
 
     tmp = tempfile.mkdtemp(prefix="sf-bench-")
     server = EmbeddedValkey(tmp, free_port(), appendonly=True, fsync=fsync)

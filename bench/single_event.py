@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import server_env, spawn, wait_http  # noqa: E402
+from harness import server_env, spawn, stop_all, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest import keys  # noqa: E402
@@ -205,12 +205,7 @@ async def run(seconds: int, connections: int, threads: int, workers: int, fsync:
         batch = run_wrk(port, lua_script("/v1/batch", auth, batch_body), seconds, connections, threads)
         await redis.aclose()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, server, tmp)
     ceiling = await bare_uvicorn_ceiling(seconds, connections, threads, single_body)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
