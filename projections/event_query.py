@@ -1,10 +1,13 @@
 """Events API list queries: turn filters into index groups, run them server-side in one Lua call, fetch the page.
 
-A query is a conjunction of groups; a group is a union of disjoint index ZSETs (one type, one domain, one
-contact, the identified set, or the signatures a text filter matched). The script counts each group in the
-time range, drives from the smallest, checks the others with `ZMSCORE` a chunk at a time, and stops early
-when no count is needed. Sort orders: `timestamp` (ties by id), `event` (name, then timestamp, then id) and
-`createdAt` (receipt time, then id); every part of the order follows `sort_dir`.
+A query's matches are a disjoint union of branches; a branch is a conjunction of groups; a group is a union
+of disjoint index ZSETs (event types, one domain, one contact, the identified set, or the page signatures a
+text filter matched). Most queries are one branch; `search` (event name OR URL OR domain) is two: events whose
+type name matches, and events of the other types whose page matches. The script counts each group in the time
+range, drives each branch from its cheapest group, checks the others with `ZMSCORE` a chunk at a time, merges
+the branches, and stops early when no count is needed. Sort orders: `timestamp` (ties by id), `event` (name,
+then timestamp, then id; one part per event type, in order) and `createdAt` (receipt time, then id); every
+part of the order follows `sort_dir`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ingest.schema import Event
 from . import keys
 from .events import parse_member, read_event_types
 from .keys import Keyspace
-from .search import Signature, matching_signatures
+from .search import matching_signatures
 
 SortBy = Literal["timestamp", "event", "createdAt"]
 SCORE_MIN, SCORE_MAX = -(2**53), 2**53
@@ -43,21 +46,32 @@ class EventQuery:
     limit: int = 20
 
 
-# KEYS: the groups' keys (flattened), then the sort's keys (event: its parts' keys; createdAt: ix:r, ix:all).
-# ARGV: mode, lo, hi, desc, offset, limit, need_count, ranged, ngroups, size of each group, gather limit, then
-# (event mode) the parts' layout.
-# Returns {count or -1, member...}.
+# ARGV: mode, lo, hi, desc, offset, limit, need_count, ranged, gather limit, unfiltered, then the query's shape:
+# the number of parts, and per part the number of branches, per branch the number of groups, per group the
+# number of keys. KEYS: every group's keys in that order, then (createdAt) ix:r and ix:all, or (facets) the
+# facet indices. Parts are concatenated in order (sort_by=event: one per event type); a part's branches are
+# disjoint and merged. Returns {count or -1, member...}, or (facets) one count per facet index.
 _QUERY_LUA = r"""
 local mode, lo_s, hi_s = ARGV[1], ARGV[2], ARGV[3]
 local lo, hi = tonumber(lo_s), tonumber(hi_s)
 local desc, offset, limit = ARGV[4] == '1', tonumber(ARGV[5]), tonumber(ARGV[6])
 local need_count, ranged = ARGV[7] == '1', ARGV[8] == '1'
-local ngroups = tonumber(ARGV[9])
-local groups, k = {}, 1
-for g = 1, ngroups do
-  local grp = {}
-  for i = 1, tonumber(ARGV[9 + g]) do grp[i] = KEYS[k]; k = k + 1 end
-  groups[g] = grp
+local gather_limit, unfiltered = tonumber(ARGV[9]), ARGV[10] == '1'
+local a, k = 11, 1
+local function int() local v = tonumber(ARGV[a]); a = a + 1; return v end
+local parts = {}
+for p = 1, int() do
+  local branches = {}
+  for b = 1, int() do
+    local gs = {}
+    for g = 1, int() do
+      local grp = {}
+      for i = 1, int() do grp[i] = KEYS[k]; k = k + 1 end
+      gs[g] = grp
+    end
+    branches[b] = gs
+  end
+  parts[p] = branches
 end
 local CHUNK = 1000
 
@@ -68,10 +82,10 @@ local function range(key, start, count)
   return redis.call('ZRANGE', key, lo_s, hi_s, 'BYSCORE', 'LIMIT', start, count, 'WITHSCORES')
 end
 
-local function before(a, b)  -- a sorts before b: score, then member, both in the query's direction
-  if a[2] ~= b[2] then if desc then return a[2] > b[2] end return a[2] < b[2] end
-  if desc then return a[1] > b[1] end
-  return a[1] < b[1]
+local function before(x, y)  -- x sorts before y: score, then member, both in the query's direction
+  if x[2] ~= y[2] then if desc then return x[2] > y[2] end return x[2] < y[2] end
+  if desc then return x[1] > y[1] end
+  return x[1] < y[1]
 end
 
 -- flags[i] = true when members[i] is in every group of `others`
@@ -89,7 +103,7 @@ local function passes(members, others)
   return flags
 end
 
--- count (or -1) and the first `want` matches {member, score} in order
+-- count (or -1) and the first `want` matches {member, score} in order, of one branch
 local function evaluate(gs, want, count_needed)
   -- drive from the group whose scan costs least: its size times the keys each of its chunks is checked in
   local totals, nkeys = {}, 0
@@ -153,25 +167,41 @@ local function evaluate(gs, want, count_needed)
   return count, picked
 end
 
+-- the same over a part's disjoint branches: counts add up, first matches merge
+local function evaluate_part(branches, want, count_needed)
+  if #branches == 1 then return evaluate(branches[1], want, count_needed) end
+  local count, merged = 0, {}
+  for _, gs in ipairs(branches) do
+    local c, picked = evaluate(gs, want, count_needed)
+    count = count + c
+    for _, x in ipairs(picked) do merged[#merged + 1] = x end
+  end
+  table.sort(merged, before)
+  for i = #merged, want + 1, -1 do merged[i] = nil end
+  if not count_needed then count = -1 end
+  return count, merged
+end
+
 local out = {}
 local function emit(picked, from, to)
   for i = from, math.min(to, #picked) do out[#out + 1] = picked[i][1] end
 end
 
 if mode == 'facets' then
-  -- KEYS after the groups: facet indices; the count of each facet within the groups and the time range
+  -- the count of each facet index within the (one-branch) query and the time range
   local counts = {}
   for t = k, #KEYS do
     local gs = {{KEYS[t]}}
-    for _, grp in ipairs(groups) do gs[#gs + 1] = grp end
+    for _, grp in ipairs(parts[1][1]) do gs[#gs + 1] = grp end
     counts[#counts + 1] = (evaluate(gs, 0, true))
   end
   return counts
 end
 
 if mode == 'timestamp' then
-  if ngroups == 1 and #groups[1] == 1 then
-    local key = groups[1][1]
+  local branches = parts[1]
+  if #branches == 1 and #branches[1] == 1 and #branches[1][1] == 1 then
+    local key = branches[1][1][1]
     local count = redis.call('ZCOUNT', key, lo_s, hi_s)
     if limit > 0 then
       local r = range(key, offset, limit)
@@ -180,26 +210,18 @@ if mode == 'timestamp' then
     table.insert(out, 1, count)
     return out
   end
-  local count, picked = evaluate(groups, limit > 0 and offset + limit or 0, need_count)
+  local count, picked = evaluate_part(branches, limit > 0 and offset + limit or 0, need_count)
   emit(picked, offset + 1, offset + limit)
   table.insert(out, 1, count)
   return out
 end
 
 if mode == 'event' then
-  -- After the group sizes: gather limit, the group each event name's part replaces (0 = none, the part is
-  -- added as a group), the number of parts, and each part's size. Parts come in sort order, their keys
-  -- after the groups' keys: a type index, or that type's signature indices replacing the signature group.
-  local replaced, nparts = tonumber(ARGV[11 + ngroups]), tonumber(ARGV[12 + ngroups])
   local total, pos, stop = 0, 0, offset + limit
-  for part = 1, nparts do
-    local keys_of = {}
-    for i = 1, tonumber(ARGV[12 + ngroups + part]) do keys_of[i] = KEYS[k]; k = k + 1 end
-    local gs = {keys_of}
-    for g, grp in ipairs(groups) do if g ~= replaced then gs[#gs + 1] = grp end end
+  for p = 1, #parts do
     local want = 0
     if limit > 0 and pos < stop then want = stop - pos end
-    local c, picked = evaluate(gs, want, true)
+    local c, picked = evaluate_part(parts[p], want, true)
     if want > 0 then emit(picked, math.max(offset - pos, 0) + 1, stop - pos) end
     total = total + c
     pos = pos + c
@@ -208,21 +230,20 @@ if mode == 'event' then
   return out
 end
 
--- mode == 'createdAt': KEYS after the groups are ix:r and ix:all; ngroups == 0 means no filter
+-- mode == 'createdAt': KEYS after the groups are ix:r and ix:all
 local received, all = KEYS[k], KEYS[k + 1]
-local gs = groups
-if ngroups == 0 then gs = {{all}} end
-local count = evaluate(gs, 0, true)
+local branches = parts[1]
+local count = evaluate_part(branches, 0, true)
 if limit > 0 and count > offset then
-  if ngroups == 0 and not ranged then
+  if unfiltered and not ranged then
     local r
     if desc then r = redis.call('ZRANGE', received, offset, offset + limit - 1, 'REV')
     else r = redis.call('ZRANGE', received, offset, offset + limit - 1) end
     for i = 1, #r do out[#out + 1] = r[i] end
-  elseif count <= tonumber(ARGV[10 + ngroups])
+  elseif count <= gather_limit
       and (offset + limit) * redis.call('ZCARD', received) / count > 3 * count then
     -- few matches spread thin over ix:r: sort them by receipt time instead of scanning ix:r for them
-    local _, picked = evaluate(gs, count, false)
+    local _, picked = evaluate_part(branches, count, false)
     local byr = {}
     for s = 1, #picked, CHUNK do
       local members = {}
@@ -239,7 +260,11 @@ if limit > 0 and count > offset then
       local r
       if desc then r = redis.call('ZRANGE', received, start, start + CHUNK - 1, 'REV')
       else r = redis.call('ZRANGE', received, start, start + CHUNK - 1) end
-      local flags = passes(r, gs)
+      local flags = {}
+      for _, gs in ipairs(branches) do
+        local f = passes(r, gs)
+        for i = 1, #r do if f[i] then flags[i] = true end end
+      end
       if ranged then
         local ts = redis.call('ZMSCORE', all, unpack(r))
         for i = 1, #r do
@@ -261,89 +286,91 @@ return out
 
 
 @dataclass(slots=True)
-class Plan:
-    """The query's conjunction of index unions; with a text filter, its signatures form the first group."""
+class Branch:
+    """One disjoint part of a query's matches: events of one of `types` (None: of any type) that are in every
+    group (each group a union of index keys)."""
 
+    types: list[str] | None
     groups: list[list[str]]
-    signatures: list[Signature] | None = None
+
+    def all_groups(self, ks: Keyspace, workspace: str) -> list[list[str]]:
+        out = list(self.groups)
+        if self.types is not None:
+            out.append([keys.index_type(ks, workspace, t) for t in self.types])
+        return out or [[keys.index_all(ks, workspace)]]
 
 
-async def _plan(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -> Plan | None:
-    """None when a filter matches nothing."""
-    plan = Plan([])
-    if q.url_contains or q.search:
-        sigs = await matching_signatures(
-            redis,
-            ks,
-            workspace,
-            url_contains=q.url_contains,
-            search=q.search,
-            event_type=q.event_type,
-            domain=q.domain,
-        )
-        if not sigs:
-            return None
-        plan.signatures = sigs
-        plan.groups.append(_signature_group(ks, workspace, q, sigs))
-    else:  # a signature group already holds the type and domain conditions
-        if q.event_type is not None:
-            plan.groups.append([keys.index_type(ks, workspace, q.event_type)])
-        if q.domain is not None:
-            plan.groups.append([keys.index_domain(ks, workspace, q.domain)])
+async def _branches(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -> list[Branch]:
+    """The query's disjoint branches; none when a filter matches nothing."""
+    types = [q.event_type] if q.event_type is not None else None
+    common: list[list[str]] = []
     if q.contact_id is not None:
-        plan.groups.append([keys.index_contact(ks, workspace, q.contact_id)])
+        common.append([keys.index_contact(ks, workspace, q.contact_id)])
     if q.identified_only:
-        plan.groups.append([keys.index_identified(ks, workspace)])
-    return plan
+        common.append([keys.index_identified(ks, workspace)])
+    # a page signature implies its domain: with a text filter the signatures carry the domain condition
+    domain_group = [[keys.index_domain(ks, workspace, q.domain)]] if q.domain is not None else []
+    url_group = domain_group
+    if q.url_contains:
+        sigs = await matching_signatures(redis, ks, workspace, url_contains=q.url_contains, domain=q.domain)
+        if not sigs:
+            return []
+        url_group = [[keys.index_signature(ks, workspace, s.id) for s in sigs]]
+    if not q.search:
+        return [Branch(types, url_group + common)]
+    # search: events whose type name matches, and events of the other types whose page (URL, domain) matches
+    all_types = await read_event_types(redis, ks, workspace)
+    needle = q.search.lower()
+    named = [t for t in all_types if needle in t.lower()]
+    out = []
+    by_name = named if types is None else [t for t in types if t in named]
+    if by_name:
+        out.append(Branch(by_name, url_group + common))
+    others = types if types is not None else all_types
+    if named:
+        others = [t for t in others if t not in named]
+    if others:
+        sigs = await matching_signatures(
+            redis, ks, workspace, url_contains=q.url_contains, search=q.search, domain=q.domain
+        )
+        if sigs:
+            page_group = [keys.index_signature(ks, workspace, s.id) for s in sigs]
+            out.append(Branch(others if (named or types is not None) else None, [page_group, *common]))
+    return out
 
 
-def _signature_group(ks: Keyspace, workspace: str, q: EventQuery, sigs: list[Signature]) -> list[str]:
-    """The index union of matched signatures. For `search` alone, an event name or a domain that matches
-    stands for all its signatures: its one index replaces theirs (still disjoint from the rest)."""
-    group = [keys.index_signature(ks, workspace, s.id) for s in sigs]
-    if not q.search or q.url_contains or q.domain is not None or q.event_type is not None:
-        return group
-    text = q.search.lower()
-    options = [group]
-    names = {s.event for s in sigs if text in s.event.lower()}
-    if names:
-        rest = [keys.index_signature(ks, workspace, s.id) for s in sigs if s.event not in names]
-        options.append([keys.index_type(ks, workspace, n) for n in sorted(names)] + rest)
-    doms = {s.domain for s in sigs if s.domain and text in s.domain}
-    if doms:
-        rest = [keys.index_signature(ks, workspace, s.id) for s in sigs if s.domain not in doms]
-        options.append([keys.index_domain(ks, workspace, d) for d in sorted(doms)] + rest)
-    return min(options, key=len)
-
-
-async def _event_parts(redis: Redis, ks: Keyspace, workspace: str, plan: Plan) -> tuple[int, list[list[str]]]:
-    """For `sort_by=event`: (group the parts replace, one part per event name in ascending order)."""
-    if plan.signatures is not None:
-        by_name: dict[str, list[str]] = {}
-        for sig in plan.signatures:
-            by_name.setdefault(sig.event, []).append(keys.index_signature(ks, workspace, sig.id))
-        return 1, [by_name[name] for name in sorted(by_name)]
-    names = await read_event_types(redis, ks, workspace)
-    return 0, [[keys.index_type(ks, workspace, name)] for name in names]
+def _shape(parts: list[list[list[list[str]]]]) -> tuple[list[str], list[int]]:
+    """(KEYS, ARGV tail) of parts → branches → groups → keys, as the script reads them."""
+    flat: list[str] = []
+    sizes: list[int] = [len(parts)]
+    for branches in parts:
+        sizes.append(len(branches))
+        for groups in branches:
+            sizes.append(len(groups))
+            for grp in groups:
+                sizes.append(len(grp))
+                flat.extend(grp)
+    return flat, sizes
 
 
 async def read_event_page(
     redis: Redis, log: EventLog, ks: Keyspace, workspace: str, q: EventQuery, *, count_only: bool = False
 ) -> tuple[int, list[Event]]:
     """(matching count, one page of events in the query's order)."""
-    plan = await _plan(redis, ks, workspace, q)
-    if plan is None:
+    branches = await _branches(redis, ks, workspace, q)
+    if not branches:
         return 0, []
-    groups = plan.groups
     lo = q.after_ms if q.after_ms is not None else SCORE_MIN
     hi = q.before_ms if q.before_ms is not None else SCORE_MAX
     if lo > hi:
         return 0, []
     limit = 0 if count_only else q.limit
+    groups = [b.all_groups(ks, workspace) for b in branches]
     # Type / domain / identified filters together: the counters cube counts them (no scan of an index),
     # and the script only has to find the page.
     known_count: int | None = None
-    if len(groups) > 1 and plan.signatures is None and q.contact_id is None:
+    text = q.url_contains or q.search
+    if len(groups[0]) > 1 and not text and q.contact_id is None:
         from .counters import StatsQuery, read_count  # counters builds on this module's facet counts
 
         known_count = await read_count(
@@ -354,22 +381,29 @@ async def read_event_page(
         )
         if known_count == 0 or count_only:
             return known_count, []
-    sort_keys: list[str] = []
-    sort_args: list[int] = []
     mode: str = q.sort_by
+    sort_keys: list[str] = []
+    parts = [groups]
     if q.sort_by == "event" and q.event_type is None:
-        replaced, parts = await _event_parts(redis, ks, workspace, plan)
+        # one part per event type in name order, each the branches restricted to that type
+        names = await read_event_types(redis, ks, workspace)
         if q.descending:
-            parts.reverse()
-        sort_keys = [key for part in parts for key in part]
-        sort_args = [replaced, len(parts), *[len(part) for part in parts]]
+            names.reverse()
+        parts = [
+            [
+                Branch([n], b.groups).all_groups(ks, workspace)
+                for b in branches
+                if b.types is None or n in b.types
+            ]
+            for n in names
+        ]
+        parts = [p for p in parts if p]
     elif q.sort_by == "createdAt":
         sort_keys = [keys.index_received(ks, workspace), keys.index_all(ks, workspace)]
     else:
         mode = "timestamp"  # by event within one event type is by timestamp
-    if mode == "timestamp" and not groups:
-        groups = [[keys.index_all(ks, workspace)]]
-    flat = [key for grp in groups for key in grp]
+    unfiltered = len(branches) == 1 and branches[0].types is None and not branches[0].groups
+    flat, shape = _shape(parts)
     args: list[int | str] = [
         mode,
         lo,
@@ -379,10 +413,9 @@ async def read_event_page(
         limit,
         1 if known_count is None else 0,
         1 if (q.after_ms is not None or q.before_ms is not None) else 0,
-        len(groups),
-        *[len(grp) for grp in groups],
         GATHER_LIMIT,
-        *sort_args,
+        1 if unfiltered else 0,
+        *shape,
     ]
     reply = await redis.register_script(_QUERY_LUA)(keys=[*flat, *sort_keys], args=args)
     total, members = (int(reply[0]) if known_count is None else known_count), reply[1:]
@@ -398,18 +431,6 @@ async def read_facet_counts(
     """How many events of each facet index (a type, a domain) are in every group and the time range."""
     if not facets:
         return []
-    flat = [key for grp in groups for key in grp]
-    args = [
-        "facets",
-        after_ms,
-        before_ms,
-        0,
-        0,
-        0,
-        1,
-        1,
-        len(groups),
-        *[len(g) for g in groups],
-        GATHER_LIMIT,
-    ]
+    flat, shape = _shape([[groups]])
+    args = ["facets", after_ms, before_ms, 0, 0, 0, 1, 1, GATHER_LIMIT, 0, *shape]
     return [int(c) for c in await redis.register_script(_QUERY_LUA)(keys=[*flat, *facets], args=args)]

@@ -1,11 +1,13 @@
-"""Text index for `url_contains` and `search`: a dictionary of event signatures with a trigram index over it.
+"""Text index for `url_contains` and `search`: a dictionary of page signatures with a trigram index over it.
 
-A signature is an event's (name, URL, domain). Each distinct signature gets a stable id (a hash, so the fold
-needs no counter), a dictionary entry `sig` (id → name␟url␟domain), a time-ordered index `ix:s:<id>` of its
-events (members and scores as in `projections.events`), and its id in `ng:<trigram>` for every trigram of its
-lower-cased text. A substring query intersects the trigram sets, checks the few candidates exactly, and
-answers with signature ids: its cost grows with distinct signatures, never with events. Signatures are
-disjoint (an event has exactly one), so the union of their indices is counted by summing `ZCOUNT`s.
+A signature is a listed event's (URL, domain); events without a URL have none. Each distinct signature gets a
+stable id (a hash, so the fold needs no counter), a dictionary entry `sig` (id → url␟domain), a time-ordered
+index `ix:s:<id>` of its events (members and scores as in `projections.events`), and its id in `ng:<trigram>`
+for every trigram of its lower-cased text. A substring query intersects the trigram sets, checks the few
+candidates exactly, and answers with signature ids: its cost grows with distinct pages, never with events.
+Signatures are disjoint (an event has at most one), so the union of their indices is counted by summing
+`ZCOUNT`s. Event names, the third field `search` looks in, are matched against the small set of event types;
+`projections.event_query` combines the two.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ SEP = "\x1f"
 GRAM = 3
 
 
-def signature_text(event: str, url: str | None, domain: str | None) -> str:
-    return f"{event}{SEP}{url or ''}{SEP}{domain or ''}"
+def signature_text(url: str, domain: str | None) -> str:
+    return f"{url}{SEP}{domain or ''}"
 
 
 def signature_id(text: str) -> str:
@@ -43,20 +45,25 @@ def grams(text: str) -> set[str]:
 @dataclass(frozen=True, slots=True)
 class Signature:
     id: str
-    event: str
     url: str
     domain: str
 
     @classmethod
     def parse(cls, sid: str, text: str) -> Signature:
-        event, url, domain = text.split(SEP)
-        return cls(sid, event, url, domain)
+        url, domain = text.split(SEP)
+        return cls(sid, url, domain)
+
+    def contains(self, needle: str) -> bool:
+        """Whether the lower-cased URL or domain contains `needle` (already lower-cased)."""
+        return needle in self.url.lower() or needle in self.domain
 
 
-def signature_of(loc: Located) -> tuple[str, str]:
-    """(id, text) of a listed event's signature."""
+def signature_of(loc: Located) -> tuple[str, str] | None:
+    """(id, text) of a listed event's signature; None when the event has no URL."""
     e = loc.event
-    text = signature_text(e.event, e.url, e.domain)
+    if not e.url:
+        return None
+    text = signature_text(e.url, e.domain)
     return signature_id(text), text
 
 
@@ -66,7 +73,7 @@ async def read_known_signatures(
     """Which of a fold batch's signatures each workspace's dictionary already holds (one round trip)."""
     asked: dict[str, list[str]] = {}
     for ws in sorted(by_workspace):
-        ids = {signature_of(loc)[0] for loc in by_workspace[ws] if is_listed(loc.event)}
+        ids = {sig[0] for loc in by_workspace[ws] if is_listed(loc.event) and (sig := signature_of(loc))}
         if ids:
             asked[ws] = sorted(ids)
     if not asked:
@@ -82,12 +89,16 @@ async def read_known_signatures(
 
 
 def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located], known: set[str]) -> None:
-    """Index each listed event under its signature; new signatures enter the dictionary and trigram sets."""
+    """Index each listed event with a URL under its signature; new signatures enter the dictionary and the
+    trigram sets."""
     dictionary = u.hset[keys.signatures(ks, workspace)]
     for loc in located:
         if not is_listed(loc.event):
             continue
-        sid, text = signature_of(loc)
+        sig = signature_of(loc)
+        if sig is None:
+            continue
+        sid, text = sig
         u.zadd[keys.index_signature(ks, workspace, sid)][loc.member] = loc.event.timestamp
         if sid in known:
             continue
@@ -117,24 +128,17 @@ async def matching_signatures(
     *,
     url_contains: str | None = None,
     search: str | None = None,
-    event_type: str | None = None,
     domain: str | None = None,
 ) -> list[Signature]:
-    """The signatures matching every given filter (substring filters case-insensitive), sorted by id."""
+    """The signatures whose URL contains `url_contains` and whose URL or domain contains `search`
+    (case-insensitive), of one domain if given, sorted by id."""
     url_q = url_contains.lower() if url_contains else None
     text_q = search.lower() if search else None
-    needles = [n for n in (url_q, text_q) if n]
-    out = []
-    for sig in await _candidates(redis, ks, workspace, needles):
-        if event_type is not None and sig.event != event_type:
-            continue
-        if domain is not None and sig.domain != domain:
-            continue
-        if url_q and url_q not in sig.url.lower():
-            continue
-        if text_q and not (
-            text_q in sig.event.lower() or text_q in sig.url.lower() or text_q in sig.domain.lower()
-        ):
-            continue
-        out.append(sig)
+    out = [
+        sig
+        for sig in await _candidates(redis, ks, workspace, [n for n in (url_q, text_q) if n])
+        if (domain is None or sig.domain == domain)
+        and (url_q is None or url_q in sig.url.lower())
+        and (text_q is None or sig.contains(text_q))
+    ]
     return sorted(out, key=lambda sig: sig.id)
