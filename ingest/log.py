@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from . import keys
 from .errors import PoisonEntry
@@ -18,6 +19,21 @@ from .settings import Settings
 
 FORMAT_VERSION = b"1"
 F_WORKSPACE, F_VERSION, F_DATA = b"w", b"v", b"d"
+
+# The data field (F_DATA) of each entry id in ARGV (nil when the entry is gone), in ARGV's order.
+_READ_ENTRIES = """
+local out = {}
+for i, id in ipairs(ARGV) do
+  local found = false
+  local r = redis.call('XRANGE', KEYS[1], id, id, 'COUNT', 1)
+  if r[1] then
+    local f = r[1][2]
+    for j = 1, #f, 2 do if f[j] == 'd' then found = f[j + 1]; break end end
+  end
+  out[i] = found
+end
+return out
+"""
 
 
 def entry_fields(workspace_id: str, events: list[Event]) -> dict[bytes, bytes]:
@@ -44,6 +60,7 @@ class EventLog:
         self.settings = settings
         self._in_flight: set[asyncio.Task[None]] = set()
         self._waiting: list[tuple[str, dict[bytes, bytes], asyncio.Future[str]]] = []
+        self._read_entries: AsyncScript | None = None
 
     def partition(self, workspace_id: str) -> int:
         return keys.partition_of(workspace_id, self.settings.partitions)
@@ -96,17 +113,16 @@ class EventLog:
                 done.set_result(reply.decode() if isinstance(reply, bytes) else str(reply))
 
     async def read_events_at(self, partition: int, positions: list[tuple[str, int]]) -> list[Event | None]:
-        """Fetch events by log position with one pipelined round trip (one XRANGE per distinct entry)."""
+        """Fetch events by log position: one script call reads every distinct entry's data server-side, so a
+        page costs one request and one reply however many entries its events come from."""
         stream = keys.log(self.settings.key_prefix, partition)
         entry_ids = list(dict.fromkeys(eid for eid, _ in positions))
-        pipe = self.redis.pipeline(transaction=False)
-        for eid in entry_ids:
-            pipe.xrange(stream, eid, eid, count=1)
-        replies: list[Any] = await pipe.execute()
-        data = {}
-        for eid, reply in zip(entry_ids, replies, strict=True):
-            if reply:
-                data[eid] = reply[0][1][F_DATA]
+        if not entry_ids:
+            return []
+        if self._read_entries is None:
+            self._read_entries = self.redis.register_script(_READ_ENTRIES)
+        replies: list[Any] = await self._read_entries(keys=[stream], args=entry_ids)
+        data = {eid: raw for eid, raw in zip(entry_ids, replies, strict=True) if raw is not None}
         out: list[Event | None] = []
         for eid, idx in positions:
             raw = data.get(eid)

@@ -1,7 +1,7 @@
 """Counters: the cube per UTC day × event type × domain × identified, and rollups of it that stats read.
 
 Rollups (fields end in `a` = every event, `i` = identified ones, so identifying an event only ever adds):
-the whole history by type × domain, and per day by type, by domain and in total. `read_stats` sums whole days
+the whole history by type × domain, by type and by domain, and per day by type, by domain and in total. `read_stats` sums whole days
 from the smallest rollup that answers the filters, with polars; partial days at the ends of a time range
 are counted from the type and domain indices (`read_facet_counts`), never from the events themselves.
 """
@@ -41,6 +41,8 @@ def _rollup_fields(event_type: str, domain: str | None, day: str, suffix: str) -
         ("types", f"{event_type}{SEP}{suffix}"),
         ("domains", f"{domain or ''}{SEP}{suffix}"),
         ("days", f"{day}{SEP}{suffix}"),
+        ("all_types", f"{event_type}{SEP}{suffix}"),
+        ("all_domains", f"{domain or ''}{SEP}{suffix}"),
     ]
 
 
@@ -51,6 +53,10 @@ def _rollup_key(ks: Keyspace, workspace: str, name: str, day: str) -> str:
         return keys.counter_day_types(ks, workspace, day)
     if name == "domains":
         return keys.counter_day_domains(ks, workspace, day)
+    if name == "all_types":
+        return keys.counter_all_types(ks, workspace)
+    if name == "all_domains":
+        return keys.counter_all_domains(ks, workspace)
     return keys.counter_day_totals(ks, workspace)
 
 
@@ -158,6 +164,42 @@ def _parse_hash(raw: dict[bytes, bytes], suffix: str) -> list[tuple[list[str], i
     return out
 
 
+# The whole-history rollup (fields `type␟domain␟a|i`) summed by type and by domain server-side, for one
+# suffix and optional type / domain filters. ARGV: suffix, type, domain, has type, has domain.
+# Returns {{type, count, ...}, {domain, count, ...}}.
+_ROLL_UP_TOTALS = r"""
+local suffix, t, d = ARGV[1], ARGV[2], ARGV[3]
+local has_t, has_d = ARGV[4] == '1', ARGV[5] == '1'
+local flat = redis.call('HGETALL', KEYS[1])
+local by_t, by_d, out_t, out_d = {}, {}, {}, {}
+local function add(sums, order, name, c)
+  if sums[name] == nil then sums[name] = 0; order[#order + 1] = name end
+  sums[name] = sums[name] + c
+end
+local ordered_t, ordered_d = {}, {}
+for i = 1, #flat, 2 do
+  local f = flat[i]
+  local a = string.find(f, '\031', 1, true)
+  local b = string.find(f, '\031', a + 1, true)
+  if string.sub(f, b + 1) == suffix then
+    local ft, fd = string.sub(f, 1, a - 1), string.sub(f, a + 1, b - 1)
+    if (not has_t or ft == t) and (not has_d or fd == d) then
+      local c = tonumber(flat[i + 1])
+      add(by_t, ordered_t, ft, c)
+      add(by_d, ordered_d, fd, c)
+    end
+  end
+end
+for _, name in ipairs(ordered_t) do out_t[#out_t + 1] = name; out_t[#out_t + 1] = by_t[name] end
+for _, name in ipairs(ordered_d) do out_d[#out_d + 1] = name; out_d[#out_d + 1] = by_d[name] end
+return {out_t, out_d}
+"""
+
+
+def _pairs(flat: list[bytes | int]) -> list[tuple[str, int]]:
+    return [(bytes(flat[i]).decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
 async def _whole_days(
     redis: Redis, ks: Keyspace, workspace: str, q: StatsQuery, day_names: list[str], covers_all: bool
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -176,8 +218,27 @@ async def _whole_days(
         types = [(p[0], c) for raw in replies[:n] for p, c in _parse_hash(raw, suffix)]
         domains = [(p[0], c) for raw in replies[n:] for p, c in _parse_hash(raw, suffix)]
         return _frame(types), _frame(domains)
+    if covers_all and q.event_type is None and q.domain is None:
+        pipe = redis.pipeline(transaction=False)
+        pipe.hgetall(keys.counter_all_types(ks, workspace))
+        pipe.hgetall(keys.counter_all_domains(ks, workspace))
+        by_type, by_domain = await pipe.execute()
+        return (
+            _frame([(p[0], c) for p, c in _parse_hash(by_type, suffix)]),
+            _frame([(p[0], c) for p, c in _parse_hash(by_domain, suffix)]),
+        )
     if covers_all:
-        cells = _parse_hash(await redis.hgetall(keys.counter_totals(ks, workspace)), suffix)
+        flat_types, flat_domains = await redis.eval(
+            _ROLL_UP_TOTALS,
+            1,
+            keys.counter_totals(ks, workspace),
+            suffix,
+            q.event_type or "",
+            q.domain or "",
+            0 if q.event_type is None else 1,
+            0 if q.domain is None else 1,
+        )
+        return _frame(_pairs(flat_types)), _frame(_pairs(flat_domains))
     else:
         pipe = redis.pipeline(transaction=False)
         for day in day_names:
@@ -207,26 +268,40 @@ async def _whole_days(
     )
 
 
+# The sum of the ARGV fields in each KEYS hash, in KEYS order: one request for a range of days' cells.
+_SUM_FIELDS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = 0
+  for _, c in ipairs(redis.call('HMGET', key, unpack(ARGV))) do if c then n = n + tonumber(c) end end
+  out[i] = n
+end
+return out
+"""
+
+
 async def _day_totals(
     redis: Redis, ks: Keyspace, workspace: str, q: StatsQuery, day_names: list[str]
 ) -> list[int]:
-    """The filtered count of each whole day, one pipelined round trip."""
+    """The filtered count of each whole day, one round trip."""
+    if not day_names:
+        return []
     suffix = "i" if q.identified_only else "a"
-    pipe = redis.pipeline(transaction=False)
     if q.event_type is None and q.domain is None:
-        pipe.hmget(keys.counter_day_totals(ks, workspace), [f"{d}{SEP}{suffix}" for d in day_names])
-        return [int(c or 0) for c in (await pipe.execute())[0]]
-    for day in day_names:
-        if q.event_type is not None and q.domain is not None:
-            fields = [cube_field(q.event_type, q.domain, True)]
-            if not q.identified_only:
-                fields.append(cube_field(q.event_type, q.domain, False))
-            pipe.hmget(keys.counter_day(ks, workspace, day), fields)
-        elif q.event_type is not None:
-            pipe.hmget(keys.counter_day_types(ks, workspace, day), [f"{q.event_type}{SEP}{suffix}"])
-        else:
-            pipe.hmget(keys.counter_day_domains(ks, workspace, day), [f"{q.domain}{SEP}{suffix}"])
-    return [sum(int(c or 0) for c in cells) for cells in await pipe.execute()]
+        fields = [f"{d}{SEP}{suffix}" for d in day_names]
+        return [int(c or 0) for c in await redis.hmget(keys.counter_day_totals(ks, workspace), fields)]
+    if q.event_type is not None and q.domain is not None:
+        day_keys = [keys.counter_day(ks, workspace, day) for day in day_names]
+        fields = [cube_field(q.event_type, q.domain, True)]
+        if not q.identified_only:
+            fields.append(cube_field(q.event_type, q.domain, False))
+    elif q.event_type is not None:
+        day_keys = [keys.counter_day_types(ks, workspace, day) for day in day_names]
+        fields = [f"{q.event_type}{SEP}{suffix}"]
+    else:
+        day_keys = [keys.counter_day_domains(ks, workspace, day) for day in day_names]
+        fields = [f"{q.domain}{SEP}{suffix}"]
+    return [int(c) for c in await redis.eval(_SUM_FIELDS, len(day_keys), *day_keys, *fields)]
 
 
 async def _edges(

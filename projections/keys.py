@@ -229,6 +229,16 @@ def counter_totals(ks: Keyspace, workspace: str) -> str:
     return f"{_w(ks, workspace)}:cnt:all"
 
 
+def counter_all_types(ks: Keyspace, workspace: str) -> str:
+    """HASH 'type\\x1fa|i' → count over the whole history."""
+    return f"{_w(ks, workspace)}:cnt:at"
+
+
+def counter_all_domains(ks: Keyspace, workspace: str) -> str:
+    """HASH 'domain\\x1fa|i' → count over the whole history (events without a domain under '')."""
+    return f"{_w(ks, workspace)}:cnt:ad"
+
+
 def counter_day_types(ks: Keyspace, workspace: str, day: str) -> str:
     """HASH 'type\\x1fa|i' → count for one UTC day."""
     return f"{_w(ks, workspace)}:cnt:t:{day}"
