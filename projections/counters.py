@@ -8,6 +8,7 @@ are counted from the type and domain indices (`read_facet_counts`), never from t
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from .updates import Updates
 
 SEP = "\x1f"
 DAY_MS = 86_400_000
+NAMED_DAYS = 400  # read_count names the day keys of a range up to this long instead of listing them
 
 
 def day_of(ms: int) -> str:
@@ -421,15 +423,22 @@ async def _recent_days(
 
 async def read_count(redis: Redis, ks: Keyspace, workspace: str, q: StatsQuery) -> int:
     """How many events match type / domain / identified filters in a time range: the cube for whole days,
-    the indices for the partial days at the ends (what the list endpoint's `total_items` needs)."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.zrange(keys.counter_days(ks, workspace), 0, 0, withscores=True)
-    pipe.zrange(keys.counter_days(ks, workspace), -1, -1, withscores=True)
-    first, last = await pipe.execute()
-    if not first:
-        return 0
-    lo = q.after_ms if q.after_ms is not None else int(first[0][1]) * DAY_MS
-    hi = q.before_ms if q.before_ms is not None else (int(last[0][1]) + 1) * DAY_MS - 1
+    the indices for the partial days at the ends (what the list endpoint's `total_items` needs). With both
+    bounds given and a range of at most `NAMED_DAYS` days, the day keys are named from the range (a missing
+    day counts 0) and every read goes out at once."""
+    if q.after_ms is None or q.before_ms is None or (q.before_ms - q.after_ms) // DAY_MS > NAMED_DAYS:
+        pipe = redis.pipeline(transaction=False)
+        pipe.zrange(keys.counter_days(ks, workspace), 0, 0, withscores=True)
+        pipe.zrange(keys.counter_days(ks, workspace), -1, -1, withscores=True)
+        first, last = await pipe.execute()
+        if not first:
+            return 0
+        first_known, last_known = int(first[0][1]), int(last[0][1])
+    else:
+        first_known, last_known = q.after_ms // DAY_MS, q.before_ms // DAY_MS
+    lo = q.after_ms if q.after_ms is not None else first_known * DAY_MS
+    hi = q.before_ms if q.before_ms is not None else (last_known + 1) * DAY_MS - 1
+    lo, hi = max(lo, first_known * DAY_MS), min(hi, (last_known + 1) * DAY_MS - 1)
     if lo > hi:
         return 0
     first_whole, last_whole = -(-lo // DAY_MS), (hi + 1) // DAY_MS - 1
@@ -437,18 +446,13 @@ async def read_count(redis: Redis, ks: Keyspace, workspace: str, q: StatsQuery) 
         pieces, day_names = _split_days(lo, hi), []
     else:
         pieces = _split_days(lo, first_whole * DAY_MS - 1) + _split_days((last_whole + 1) * DAY_MS, hi)
-        day_names = [
-            d.decode()
-            for d in await redis.zrange(
-                keys.counter_days(ks, workspace), first_whole, last_whole, byscore=True
-            )
-        ]
-    total = sum(await _day_totals(redis, ks, workspace, q, day_names)) if day_names else 0
-    if pieces:
-        groups = _filter_groups(ks, workspace, q) or [[keys.index_all(ks, workspace)]]
-        for p_lo, p_hi in pieces:
-            total += (await read_facet_counts(redis, groups[1:], groups[0], p_lo, p_hi))[0]
-    return total
+        day_names = [day_of(d * DAY_MS) for d in range(first_whole, last_whole + 1)]
+    groups = _filter_groups(ks, workspace, q) or [[keys.index_all(ks, workspace)]]
+    counts = await asyncio.gather(
+        _day_totals(redis, ks, workspace, q, day_names),
+        *(read_facet_counts(redis, groups[1:], groups[0], p_lo, p_hi) for p_lo, p_hi in pieces),
+    )
+    return sum(counts[0]) + sum(c[0] for c in counts[1:])
 
 
 def _filter_groups(ks: Keyspace, workspace: str, q: StatsQuery) -> list[list[str]]:

@@ -12,6 +12,7 @@ part of the order follows `sort_dir`.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
@@ -353,10 +354,24 @@ def _shape(parts: list[list[list[list[str]]]]) -> tuple[list[str], list[int]]:
     return flat, sizes
 
 
-async def read_event_page(
-    redis: Redis, log: EventLog, ks: Keyspace, workspace: str, q: EventQuery, *, count_only: bool = False
-) -> tuple[int, list[Event]]:
-    """(matching count, one page of events in the query's order)."""
+def event_ids_of(members: list[bytes]) -> list[str]:
+    """The event ids of index members, in order."""
+    return [f"evt_{parse_member(m)[0]}" for m in members]
+
+
+async def read_members(log: EventLog, ks: Keyspace, members: list[bytes]) -> list[Event]:
+    """The events of index members, from the log, in order."""
+    if not members:
+        return []
+    found = await log.read_events_at(ks.partition, [parse_member(m)[1:] for m in members])
+    return [e for e in found if e is not None]
+
+
+async def find_event_page(
+    redis: Redis, ks: Keyspace, workspace: str, q: EventQuery, *, count_only: bool = False
+) -> tuple[int, list[bytes]]:
+    """(matching count, the index members of one page in the query's order): the events are read apart, so a
+    caller can fetch them and what it joins to them at once."""
     branches = await _branches(redis, ks, workspace, q)
     if not branches:
         return 0, []
@@ -367,20 +382,19 @@ async def read_event_page(
     limit = 0 if count_only else q.limit
     groups = [b.all_groups(ks, workspace) for b in branches]
     # Type / domain / identified filters together: the counters cube counts them (no scan of an index),
-    # and the script only has to find the page.
-    known_count: int | None = None
-    text = q.url_contains or q.search
-    if len(groups[0]) > 1 and not text and q.contact_id is None:
+    # and the script only has to find the page; the two go out at once.
+    counted = None
+    if len(groups[0]) > 1 and not (q.url_contains or q.search) and q.contact_id is None:
         from .counters import StatsQuery, read_count  # counters builds on this module's facet counts
 
-        known_count = await read_count(
+        counted = read_count(
             redis,
             ks,
             workspace,
             StatsQuery(q.event_type, q.domain, q.after_ms, q.before_ms, q.identified_only),
         )
-        if known_count == 0 or count_only:
-            return known_count, []
+        if count_only:
+            return await counted, []
     mode: str = q.sort_by
     sort_keys: list[str] = []
     parts = [groups]
@@ -411,18 +425,22 @@ async def read_event_page(
         1 if q.descending else 0,
         q.offset,
         limit,
-        1 if known_count is None else 0,
+        1 if counted is None else 0,
         1 if (q.after_ms is not None or q.before_ms is not None) else 0,
         GATHER_LIMIT,
         1 if unfiltered else 0,
         *shape,
     ]
-    reply = await redis.register_script(_QUERY_LUA)(keys=[*flat, *sort_keys], args=args)
-    total, members = (int(reply[0]) if known_count is None else known_count), reply[1:]
-    if count_only or not members:
+    page = redis.register_script(_QUERY_LUA)(keys=[*flat, *sort_keys], args=args)
+    if counted is None:
+        reply = await page
+        total = int(reply[0])
+    else:
+        total, reply = await asyncio.gather(counted, page)
+    members = reply[1:]
+    if count_only or total == 0:
         return total, []
-    found = await log.read_events_at(ks.partition, [parse_member(m)[1:] for m in members])
-    return total, [e for e in found if e is not None]
+    return total, members
 
 
 async def read_facet_counts(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -13,7 +14,7 @@ from ingest.errors import InvalidRequest, NotFound
 from ingest.schema import Event
 from projections.contacts import Enrichment, read_contact_ids_of_events, read_enrichments
 from projections.counters import GroupBy, StatsQuery, read_stats
-from projections.event_query import EventQuery, SortBy, read_event_page
+from projections.event_query import EventQuery, SortBy, event_ids_of, find_event_page, read_members
 from projections.events import read_event, read_event_types
 
 from ..deps import EventsReader, ServicesDep
@@ -142,17 +143,22 @@ async def list_events(
         offset=(page - 1) * limit,
         limit=limit,
     )
-    total, events = await read_event_page(
-        services.redis, services.log, tenant.ks, tenant.id, q, count_only=count_only
-    )
+    total, members = await find_event_page(services.redis, tenant.ks, tenant.id, q, count_only=count_only)
     if count_only:
         return EventsJSON({"status": "success", "count": total})
-    ids = [e.id for e in events]
+    # the events from the log and their contacts from the projections, at once
+    ids = event_ids_of(members)
     if fields == "summary":
-        contact_of = await read_contact_ids_of_events(services.redis, tenant.ks, tenant.id, ids)
+        events, contact_of = await asyncio.gather(
+            read_members(services.log, tenant.ks, members),
+            read_contact_ids_of_events(services.redis, tenant.ks, tenant.id, ids),
+        )
         docs = [event_summary(e, contact_of.get(e.id)) for e in events]
     else:
-        enriched = await read_enrichments(services.redis, tenant.ks, tenant.id, ids)
+        events, enriched = await asyncio.gather(
+            read_members(services.log, tenant.ks, members),
+            read_enrichments(services.redis, tenant.ks, tenant.id, ids),
+        )
         docs = [event_document(e, enriched[e.id]) for e in events]
     return EventsJSON(
         {
