@@ -243,17 +243,11 @@ if limit > 0 and count > offset then
     for i = 1, #r do out[#out + 1] = r[i] end
   elseif count <= gather_limit
       and (offset + limit) * redis.call('ZCARD', received) / count > 3 * count then
-    -- few matches spread thin over ix:r: sort them by receipt time instead of scanning ix:r for them
+    -- few matches spread thin over ix:r: sort them by id (= receipt order) instead of scanning ix:r for them
     local _, picked = evaluate_part(branches, count, false)
-    local byr = {}
-    for s = 1, #picked, CHUNK do
-      local members = {}
-      for i = s, math.min(s + CHUNK - 1, #picked) do members[#members + 1] = picked[i][1] end
-      local sc = redis.call('ZMSCORE', received, unpack(members))
-      for i = 1, #members do byr[#byr + 1] = {members[i], tonumber(sc[i])} end
-    end
-    table.sort(byr, before)
-    emit(byr, offset + 1, offset + limit)
+    for i = 1, #picked do picked[i][2] = 0 end
+    table.sort(picked, before)
+    emit(picked, offset + 1, offset + limit)
   else
     local want, start, got, found = offset + limit, 0, 0, {}
     local total = redis.call('ZCARD', received)

@@ -2,8 +2,10 @@
 
 Every index is a ZSET whose member is `<ULID><entry-id>:<index>` (the event id without `evt_`, then its log
 position; `parse_member` splits it) and whose score is the event `timestamp` in epoch ms — except `ix:r`,
-scored by `received_at` (`createdAt`). Sorted sets order equal scores by member, so ties sort by event id,
-and a page's documents are fetched straight from the log without another lookup. Indices per workspace:
+whose scores are all 0. Sorted sets order equal scores by member, so ties sort by event id, and a page's
+documents are fetched straight from the log without another lookup. An event id's ULID carries the
+millisecond the event was received (`received_at`, `createdAt`), so id order is receipt order: `ix:r` lists
+every event in it, and finds one event by id with a lexicographic range. Indices per workspace:
 `ix:all`, `ix:t:<type>`, `ix:d:<domain>`, `ix:r`, `ix:c:<contact_id>` (events with `Located.contact_id`),
 `ix:idf` (events for which `is_identified`), `ix:a:<anonymous_id>` (a visitor's events, identified or not).
 Only listed events (track / page / screen) are indexed; identify / group / alias feed identity.
@@ -57,7 +59,6 @@ def is_identified(located: Located) -> bool:
 
 
 def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located]) -> None:
-    positions = u.hset[keys.event_positions(ks, workspace)]
     mids = u.hset[keys.message_ids(ks, workspace)]
     all_ix = u.zadd[keys.index_all(ks, workspace)]
     received_ix = u.zadd[keys.index_received(ks, workspace)]
@@ -69,11 +70,10 @@ def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located
         mids[e.message_id] = loc.ulid
         if not is_listed(e):
             continue
-        positions[loc.ulid] = f"{loc.entry_id}:{loc.index}"
         member = loc.member
         ts = e.timestamp
         all_ix[member] = ts
-        received_ix[member] = e.received_at
+        received_ix[member] = 0
         u.zadd[keys.index_type(ks, workspace, e.event)][member] = ts
         types.add(e.event)
         if e.domain:
@@ -105,11 +105,14 @@ async def read_event(
 ) -> Event | None:
     if not event_id.startswith("evt_") or len(event_id) != 4 + ULID_LEN:
         return None
-    pos = await redis.hget(keys.event_positions(ks, workspace), event_id[4:])
-    if pos is None:
+    ulid = event_id[4:]
+    found = await redis.zrange(
+        keys.index_received(ks, workspace), f"[{ulid}", "+", bylex=True, offset=0, num=1
+    )
+    if not found or not found[0].startswith(ulid.encode()):
         return None
-    entry_id, _, idx = pos.decode().rpartition(":")
-    (event,) = await log.read_events_at(ks.partition, [(entry_id, int(idx))])
+    _, entry_id, idx = parse_member(found[0])
+    (event,) = await log.read_events_at(ks.partition, [(entry_id, idx)])
     return event
 
 

@@ -60,11 +60,6 @@ def _w(ks: Keyspace, workspace: str) -> str:
     return f"{ks.base}:w:{workspace}"
 
 
-def event_positions(ks: Keyspace, workspace: str) -> str:
-    """HASH event ULID → 'entry-id:index' (where the event lives in the log)."""
-    return f"{_w(ks, workspace)}:evt"
-
-
 def message_ids(ks: Keyspace, workspace: str) -> str:
     """HASH client messageId → event ULID (dedupe)."""
     return f"{_w(ks, workspace)}:mid"
@@ -122,7 +117,7 @@ def index_anonymous(ks: Keyspace, workspace: str, anonymous_id: str) -> str:
 
 
 def index_received(ks: Keyspace, workspace: str) -> str:
-    """ZSET of all events scored by receipt time (`createdAt`) instead of event time."""
+    """ZSET (all scores 0) of all listed events in id order, which is receipt (`createdAt`) order."""
     return f"{_w(ks, workspace)}:ix:r"
 
 
