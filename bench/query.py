@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
@@ -27,8 +28,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import msgspec
 from redis.asyncio import Redis
 
@@ -186,6 +187,35 @@ async def load(redis: Redis, settings: Settings, workspace: str, n: int, parquet
     return {"load_s": time.perf_counter() - t0, "raw_json_bytes": statistics.mean(raw_sizes)}
 
 
+async def memory_by_projection(redis: Redis, n: int) -> dict[str, float]:
+    """Bytes per event by kind of key (`ix:t`, `tp:doc`, the log…): MEMORY USAGE of every key, pipelined."""
+    sizes: dict[str, int] = {}
+    batch: list[bytes] = []
+
+    async def measure() -> None:
+        pipe = redis.pipeline(transaction=False)
+        for k in batch:
+            pipe.memory_usage(k, samples=0)
+        for k, used in zip(batch, await pipe.execute(), strict=True):
+            name = k.decode()
+            kind = "log" if name.endswith(":log") else name.partition(":w:")[2].partition(":")[2]
+            parts = kind.split(":")
+            kind = (
+                ":".join(parts[:2]) if parts[0] in ("ix", "tp", "cv", "id", "co", "ct", "cnt") else parts[0]
+            )
+            if kind[4:5].isdigit():
+                kind = "cnt:<day>"
+            sizes[kind or name] = sizes.get(kind or name, 0) + (used or 0)
+        batch.clear()
+
+    async for key in redis.scan_iter(count=5000):
+        batch.append(key)
+        if len(batch) == 2000:
+            await measure()
+    await measure()
+    return {k: round(v / n, 1) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v / n >= 0.5}
+
+
 # ---------------------------------------------------------------- the queries: API parameters and SQL
 
 
@@ -285,18 +315,29 @@ def pct(xs: list[float], p: float) -> float:
     return 1000 * s[min(len(s) - 1, int(p * (len(s) - 1) + 0.5))]
 
 
-async def http_latencies(port: int, read_key: str, plans: list[Query]) -> list[float]:
+def http_latencies(port: int, read_key: str, plans: list[Query]) -> list[float]:
+    """Client-side latency of each request, sequential over one keep-alive connection. The client is the
+    standard library's `http.client` (a thin one), so the figures are the server's, not a client's."""
     out = []
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {read_key}"}, timeout=30
-    ) as c:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {read_key}"}
+
+    def get(path: str, params: dict[str, Any]) -> None:
+        conn.request("GET", f"{path}?{urlencode(params)}", headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{path} {params}: {r.status} {body[:200]!r}")
+
+    try:
         for path, params, _ in plans[:10]:  # warm-up
-            (await c.get(path, params=params)).raise_for_status()
+            get(path, params)
         for path, params, _ in plans:
             t0 = time.perf_counter()
-            r = await c.get(path, params=params)
+            get(path, params)
             out.append(time.perf_counter() - t0)
-            r.raise_for_status()
+    finally:
+        conn.close()
     return out
 
 
@@ -345,6 +386,8 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
         procs[-1].wait(timeout=30)
         mem = int((await redis.info("memory"))["used_memory"]) - base_mem
         print(f"folded in {fold_s:.0f}s ({n / fold_s:,.0f} events/s)", flush=True)
+        breakdown = await memory_by_projection(redis, n)
+        print(json.dumps(breakdown), flush=True)
 
         procs.append(spawn(["serve", "--no-fold"], env))
         await wait_http(port)
@@ -354,7 +397,7 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
         rows = []
         for name, make in make_queries(random.Random(5)).items():
             plans = [make() for _ in range(requests)]
-            api = await http_latencies(port, read_key, plans)
+            api = http_latencies(port, read_key, plans)
             tb = duck_latencies(con, "tb", plans[:duck_runs])
             pqt = duck_latencies(con, "pq", plans[:duck_runs])
             row = {
@@ -379,6 +422,7 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
             "redis_bytes_per_event": round(mem / n),
             "redis_log_bytes_per_event": round(log_mem / n),
             "parquet_bytes_per_event": round(parquet.stat().st_size / n),
+            "redis_bytes_per_event_by_key_kind": breakdown,
             "queries": rows,
         }
     finally:
@@ -424,6 +468,8 @@ def write_results(r: dict[str, Any]) -> Path:
         "",
         f"Redis memory: **{r['redis_bytes_per_event']:,} bytes/event** in all (log {r['redis_log_bytes_per_event']:,} + projections);"
         f" the event's Segment JSON is ~{r['raw_json_bytes_per_event']} bytes; Parquet {r['parquet_bytes_per_event']} bytes/event.",
+        "By kind of key (MEMORY USAGE, bytes/event): "
+        + ", ".join(f"`{k}` {v:g}" for k, v in r["redis_bytes_per_event_by_key_kind"].items()),
         "",
     ]
     md = RESULTS / f"{tag}.md"
