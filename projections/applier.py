@@ -1,7 +1,7 @@
 """Appliers: own log partitions (fenced by a lease) and fold them through FastStream stream subscribers.
 
-For each owned partition: acquire the lease `fence_owner` (SET NX PX), drain the consumer group's pending
-entries first (a crashed owner's unacknowledged batch), then consume new entries with a FastStream
+For each owned partition: acquire the lease `fence_owner` (SET NX PX), fold the log again from the start if the
+partition's projections were written in an older format, drain the consumer group's pending entries first (a crashed owner's unacknowledged batch), then consume new entries with a FastStream
 `StreamSub` (consumer group, batches). Every batch commits updates + checkpoint + XACK in one MULTI/EXEC
 guarded by the lease token, so a stale owner can never commit. Losing the lease or any error stops that
 partition's subscriber and starts ownership over, which re-drains what is pending: nothing is skipped.
@@ -77,6 +77,39 @@ async def ensure_group(redis: Redis, prefix: str, partition: int) -> None:
             raise
 
 
+async def ensure_projection_format(redis: Redis, ks: Keyspace) -> bool:
+    """Fold the partition again from the start of its log when its projections were written in another format
+    (`keys.PROJECTION_FORMAT`). Returns whether it must. Called by the lease holder before it folds: a stale
+    owner's commits fail on the epoch its acquisition bumped. A crash midway leaves the format unset, so the
+    next owner starts over."""
+    stored, ckpt = await redis.mget(keys.projection_format(ks), keys.checkpoint(ks))
+    if stored is not None and stored.decode() == keys.PROJECTION_FORMAT:
+        return False
+    if ckpt is not None:
+        log.warning(
+            "partition %s: projections in format %s, this version writes %s: folding its log again",
+            ks.partition,
+            stored.decode() if stored else "1",
+            keys.PROJECTION_FORMAT,
+        )
+        stream = log_keys.log(ks.prefix, ks.partition)
+        # the group goes with its pending list, so every entry is delivered again from the start
+        with contextlib.suppress(ResponseError):
+            await redis.xgroup_destroy(stream, GROUP)
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=keys.workspace_pattern(ks), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            await redis.unlink(*batch)
+        await redis.delete(keys.checkpoint(ks), keys.workspaces(ks))
+        await ensure_group(redis, ks.prefix, ks.partition)
+    await redis.set(keys.projection_format(ks), keys.PROJECTION_FORMAT)
+    return ckpt is not None
+
+
 async def _raw_parser(msg: Any, original: Any = None) -> RedisBatchStreamMessage:
     # Skip FastStream's JSON envelope handling: the log holds msgpack entries we decode ourselves.
     return RedisBatchStreamMessage(raw_message=msg, body=b"", consumer=None, group=None)
@@ -145,6 +178,7 @@ class PartitionOwner:
         """Own the partition until the lease is lost or the applier stops."""
         s = self.applier.settings
         await ensure_group(self.redis, s.key_prefix, self.partition)
+        await ensure_projection_format(self.redis, self.ks)
         await self.drain_pending()
         sub = self.applier.broker.subscriber(
             stream=StreamSub(

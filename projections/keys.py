@@ -26,6 +26,15 @@ class Keyspace:
 
 # ---- partition level
 
+# What a fold writes, by version: bump it whenever a projection's keys or contents change. An applier that finds
+# a partition folded in another format drops that partition's projections and folds its log again from the start
+# (`projections.applier.ensure_projection_format`): the log is the source of truth, projections are derived.
+PROJECTION_FORMAT = "2"
+
+
+def projection_format(ks: Keyspace) -> str:
+    return f"{ks.base}:format"
+
 
 def checkpoint(ks: Keyspace) -> str:
     return f"{ks.base}:ckpt"

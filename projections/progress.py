@@ -39,14 +39,19 @@ async def wait_until_folded(
     timeout: float = 60.0,
     targets: dict[int, str] | None = None,
 ) -> None:
-    """Return once every partition's checkpoint reached its log head as of the call (or `targets`)."""
+    """Return once every partition's checkpoint reached its log head as of the call (or `targets`), folded in
+    this version's projection format (an applier that finds an older one folds the log again first)."""
     targets = targets if targets is not None else await log_heads(redis, prefix, partitions)
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
         ck = await checkpoints(redis, prefix, partitions)
+        stamps = await redis.mget([keys.projection_format(Keyspace(prefix, p)) for p in targets] or ["-"])
+        current = {p for p, f in zip(targets, stamps, strict=False) if f == keys.PROJECTION_FORMAT.encode()}
         behind = {
-            p: t for p, t in targets.items() if ck.get(p) is None or stream_id(ck[p] or "0-0") < stream_id(t)
+            p: t
+            for p, t in targets.items()
+            if p not in current or ck.get(p) is None or stream_id(ck[p] or "0-0") < stream_id(t)
         }
         if not behind:
             return

@@ -12,7 +12,7 @@ from ingest import keys as log_keys
 from ingest.errors import FenceLost
 from ingest.log import EventLog
 from projections import keys
-from projections.applier import Applier, consumer_name, ensure_group
+from projections.applier import Applier, consumer_name, ensure_group, ensure_projection_format
 from projections.fold import GROUP, Fence, fold_entries, read_checkpoint
 from projections.keys import Keyspace
 from projections.progress import checkpoints, log_heads, wait_until_folded
@@ -133,6 +133,36 @@ async def test_rebuild_gives_the_live_digest(settings, redis):
     ks = ks_of(settings, "ws_e")
     live, rebuilt, n = await rebuild_and_compare(redis, settings.key_prefix, ks.partition)
     assert n == 20 and live == rebuilt
+
+
+async def test_projections_of_an_older_format_are_folded_again_from_the_log(settings, redis):
+    log = EventLog(redis, settings)
+    await append_events(log, "ws_f", make_events(600, seed=8, dup_every=11))
+    ks = ks_of(settings, "ws_f")
+    applier = Applier(redis, settings, partitions=[ks.partition])
+    await applier.start()
+    try:
+        await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
+    finally:
+        await applier.stop()
+    expected = await digest(redis, ks)
+    # what an older version left: no format stamp, a key this version no longer writes, one index damaged
+    await redis.delete(keys.projection_format(ks))
+    stale = f"{ks.base}:w:ws_f:evt"
+    await redis.hset(stale, "01AAAAAAAAAAAAAAAAAAAAAAAA", "1-0:0")
+    await redis.zremrangebyrank(keys.index_all(ks, "ws_f"), 0, 9)
+    assert await digest(redis, ks) != expected
+    applier = Applier(redis, settings, partitions=[ks.partition])
+    await applier.start()
+    try:
+        await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
+        assert await redis.get(keys.projection_format(ks)) == keys.PROJECTION_FORMAT.encode()
+        assert not await redis.exists(stale)
+        assert await digest(redis, ks) == expected
+        # stamped now: the next owner keeps what is there
+        assert await ensure_projection_format(redis, ks) is False
+    finally:
+        await applier.stop()
 
 
 async def test_sigkill_mid_fold_then_restart_equals_a_run_without_the_kill(settings, redis):
