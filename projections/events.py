@@ -1,7 +1,7 @@
 """Event store (event id → log position), time-ordered indices, and the type and domain sets.
 
-Every index is a ZSET whose member is `<ULID><entry-id>:<index>` (the event id without `evt_`, then its log
-position; `parse_member` splits it) and whose score is the event `timestamp` in epoch ms — except `ix:r`,
+Every index is a ZSET whose member is the event id without `evt_` (a ULID), then its log position written short
+(`member_of`; `parse_member` splits it) and whose score is the event `timestamp` in epoch ms — except `ix:r`,
 whose scores are all 0. Sorted sets order equal scores by member, so ties sort by event id, and a page's
 documents are fetched straight from the log without another lookup. An event id's ULID carries the
 millisecond the event was received (`received_at`, `createdAt`), so id order is receipt order: `ix:r` lists
@@ -25,6 +25,22 @@ from .keys import Keyspace
 from .updates import Updates
 
 ULID_LEN = 26
+# Crockford base32 (ULIDs) → the digits int(…, 32) reads
+_TO_BASE32 = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv")
+
+
+def ulid_ms(ulid: str) -> int:
+    """The millisecond a ULID carries (its first 10 characters)."""
+    return int(ulid[:10].translate(_TO_BASE32), 32)
+
+
+def member_of(ulid: str, entry_id: str, index: int) -> str:
+    """`<ULID><ms offset>[,<seq>]:<index>`: the event id, then its log position written short — the entry's
+    milliseconds as an offset from the id's (an event is appended within milliseconds of being received, so
+    the offset is small and usually empty), its sequence number when not 0, and the index in the entry."""
+    ms, _, seq = entry_id.partition("-")
+    offset = int(ms) - ulid_ms(ulid)
+    return f"{ulid}{offset or ''}{',' + seq if seq and seq != '0' else ''}:{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +58,7 @@ class Located:
 
     @property
     def member(self) -> str:
-        return f"{self.ulid}{self.entry_id}:{self.index}"
+        return member_of(self.ulid, self.entry_id, self.index)
 
 
 def is_listed(event: Event) -> bool:
@@ -88,10 +104,12 @@ def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located
 
 
 def parse_member(member: bytes | str) -> tuple[str, str, int]:
-    """(ulid, entry id, index) of an index member."""
+    """(ulid, entry id, index) of an index member (`member_of`)."""
     m = member.decode() if isinstance(member, bytes) else member
-    entry_id, _, idx = m[ULID_LEN:].rpartition(":")
-    return m[:ULID_LEN], entry_id, int(idx)
+    ulid = m[:ULID_LEN]
+    position, _, idx = m[ULID_LEN:].rpartition(":")
+    offset, _, seq = position.partition(",")
+    return ulid, f"{ulid_ms(ulid) + int(offset or 0)}-{seq or 0}", int(idx)
 
 
 async def read_events_by_members(log: EventLog, partition: int, members: list[bytes]) -> list[Event]:
