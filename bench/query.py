@@ -166,7 +166,8 @@ async def load(redis: Redis, settings: Settings, workspace: str, n: int, parquet
     raw_sizes: list[int] = []
     t0 = time.perf_counter()
     for events, cols in generate(n):
-        pipe.xadd(stream, entry_fields(workspace, events))  # type: ignore[arg-type]
+        # the entry id carries the receipt millisecond, as a live append does (the server clock at XADD)
+        pipe.xadd(stream, entry_fields(workspace, events), id=f"{events[0].received_at}-*")  # type: ignore[arg-type]
         queued += 1
         if len(raw_sizes) < 2000:
             raw_sizes.extend(len(wire_json(e)) for e in events[:50])
