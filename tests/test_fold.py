@@ -26,6 +26,16 @@ def ks_of(settings, workspace_id: str) -> Keyspace:
     return Keyspace(settings.key_prefix, log_keys.partition_of(workspace_id, settings.partitions))
 
 
+async def fold_until_caught_up(redis, settings, partitions: list[int] | None = None) -> None:
+    """Run an applier until the fold reached every log head, then stop it."""
+    applier = Applier(redis, settings, partitions=partitions)
+    await applier.start()
+    try:
+        await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
+    finally:
+        await applier.stop()
+
+
 async def read_all(redis, settings, ks: Keyspace):
     return await redis.xrange(log_keys.log(settings.key_prefix, ks.partition))
 
@@ -109,12 +119,7 @@ async def test_pending_entries_of_a_crashed_consumer_are_drained_first(settings,
     # a previous owner read (was delivered) entries and died before committing them
     delivered = await redis.xreadgroup(GROUP, consumer_name(ks.partition), {stream: ">"}, count=3)
     assert len(delivered[0][1]) == 3
-    applier = Applier(redis, settings, partitions=[ks.partition])
-    await applier.start()
-    try:
-        await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=30)
-    finally:
-        await applier.stop()
+    await fold_until_caught_up(redis, settings, partitions=[ks.partition])
     assert await redis.zcard(keys.index_all(ks, "ws_d")) == len(
         {e.message_id for e in make_events(500, seed=6)}
     )
@@ -124,12 +129,7 @@ async def test_pending_entries_of_a_crashed_consumer_are_drained_first(settings,
 async def test_rebuild_gives_the_live_digest(settings, redis):
     log = EventLog(redis, settings)
     await append_events(log, "ws_e", make_events(2000, seed=7, dup_every=13))
-    applier = Applier(redis, settings)
-    await applier.start()
-    try:
-        await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
-    finally:
-        await applier.stop()
+    await fold_until_caught_up(redis, settings)
     ks = ks_of(settings, "ws_e")
     live, rebuilt, n = await rebuild_and_compare(redis, settings.key_prefix, ks.partition)
     assert n == 20 and live == rebuilt
@@ -139,12 +139,7 @@ async def test_projections_of_an_older_format_are_folded_again_from_the_log(sett
     log = EventLog(redis, settings)
     await append_events(log, "ws_f", make_events(600, seed=8, dup_every=11))
     ks = ks_of(settings, "ws_f")
-    applier = Applier(redis, settings, partitions=[ks.partition])
-    await applier.start()
-    try:
-        await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
-    finally:
-        await applier.stop()
+    await fold_until_caught_up(redis, settings, partitions=[ks.partition])
     expected = await digest(redis, ks)
     # what an older version left: no format stamp, a key this version no longer writes, one index damaged
     await redis.delete(keys.projection_format(ks))
