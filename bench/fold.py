@@ -47,21 +47,25 @@ def git(*args: str) -> str:
 
 
 async def contents_digest(redis: Any) -> str:
-    """SHA-256 of every key but the log streams (names, types, contents in a canonical order)."""
+    """SHA-256 of every key but the log streams: names, types, encodings and contents — in stored order where
+    that order is the server's insertion order (listpack hashes and sets), else in a canonical order."""
     h = hashlib.sha256()
     for key in sorted({k async for k in redis.scan_iter(count=1000)}):
         t = (await redis.type(key)).decode()
         if t == "stream":
             continue
-        h.update(b"\x00K" + key + b"\x00" + t.encode())
+        enc = await redis.object("encoding", key)
+        h.update(b"\x00K" + key + b"\x00" + t.encode() + b"\x00" + enc)
         if t == "hash":
-            for f, v in sorted((await redis.hgetall(key)).items()):
+            items = list((await redis.hgetall(key)).items())
+            for f, v in items if enc == b"listpack" else sorted(items):
                 h.update(b"\x01" + f + b"\x02" + v)
         elif t == "zset":
             for m, sc in await redis.zrange(key, 0, -1, withscores=True):
                 h.update(b"\x01" + m + b"\x02" + repr(sc).encode())
         elif t == "set":
-            for m in sorted(await redis.smembers(key)):
+            members = await redis.eval("return redis.call('SMEMBERS', KEYS[1])", 1, key)  # stored order
+            for m in members if enc == b"listpack" else sorted(members):
                 h.update(b"\x01" + m)
         elif t == "string":
             h.update(b"\x01" + (await redis.get(key) or b""))
