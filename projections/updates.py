@@ -5,21 +5,53 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import msgspec
+
 # A batch touches hundreds of keys (one ZADD per index key, one HINCRBY per counter cell). Queued one by one
 # in MULTI, each costs a request and a QUEUED reply parsed in Python; instead the whole batch goes to the
-# server as a few calls of this script, which runs the commands in C-land. ARGV is a flat run of
-# `argc, command, args…` groups. (Same transaction, same atomicity: the calls sit inside the MULTI.)
+# server as a few calls of this script, which runs the commands in C-land. Its one argument is a msgpack
+# array of commands `[name, key, args…]` (one string to pack and parse instead of millions of arguments);
+# a `HINCRBY` command carries many `field, increment` pairs and runs as one HINCRBY per pair, in order.
+# (Same transaction, same atomicity: the calls sit inside the MULTI.)
 APPLY_COMMANDS = """
-local i, n = 1, #ARGV
-while i <= n do
-  local argc = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + argc))
-  i = i + argc + 1
+for _, cmd in ipairs(cmsgpack.unpack(ARGV[1])) do
+  if cmd[1] == 'HINCRBY' then
+    local key = cmd[2]
+    for i = 3, #cmd, 2 do
+      redis.call('HINCRBY', key, cmd[i], cmd[i + 1])
+    end
+  else
+    redis.call(unpack(cmd))
+  end
 end
 return 0
 """
 MAX_COMMAND_ARGS = 4000  # Lua's unpack limit is near 8000; a longer command is split into several
 MAX_SCRIPT_ARGS = 200_000  # arguments per script call, so one request stays a few MB at most
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def _command(name: str, key: str, items: list[str], out: list[list[str]], width: int) -> None:
+    """Append `name key items…` to `out` (nothing if no items), split into commands of at most
+    MAX_COMMAND_ARGS items."""
+    step = (MAX_COMMAND_ARGS // width) * width
+    if not items:
+        return
+    if len(items) <= step:
+        items[:0] = (name, key)
+        out.append(items)
+        return
+    for i in range(0, len(items), step):
+        out.append([name, key, *items[i : i + step]])
+
+
+def _pairs(firsts: Any, seconds: Any, n: int) -> list[str]:
+    """`first₁, second₁, first₂, …` of two iterables of length `n`, as strings."""
+    flat: list[str] = [""] * (2 * n)
+    flat[::2] = map(str, firsts)
+    flat[1::2] = map(str, seconds)
+    return flat
 
 
 class Updates:
@@ -31,29 +63,25 @@ class Updates:
         self.hincr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.hdel: dict[str, set[str]] = defaultdict(set)  # e.g. counter cells moved to zero
 
-    def commands(self) -> list[list[Any]]:
-        """Every update as Redis commands, in a deterministic order, none longer than MAX_COMMAND_ARGS."""
-        out: list[list[Any]] = []
-
-        def emit(name: str, key: str, items: list[Any], width: int) -> None:
-            step = (MAX_COMMAND_ARGS // width) * width
-            for i in range(0, len(items), step):
-                out.append([name, key, *items[i : i + step]])
-
+    def commands(self) -> list[list[str]]:
+        """Every update as `[name, key, args…]` commands in a deterministic order (all arguments strings), none
+        longer than MAX_COMMAND_ARGS but HINCRBY's, which hold the key's `field, increment` pairs by field."""
+        out: list[list[str]] = []
         for key in sorted(self.zrem):
-            emit("ZREM", key, sorted(self.zrem[key]), 1)
+            _command("ZREM", key, sorted(self.zrem[key]), out, 1)
         for key in sorted(self.hset):
-            emit("HSET", key, [x for f, v in self.hset[key].items() for x in (f, v)], 2)
+            fields = self.hset[key]
+            _command("HSET", key, _pairs(fields, fields.values(), len(fields)), out, 2)
         for key in sorted(self.zadd):
-            emit("ZADD", key, [x for m, sc in self.zadd[key].items() for x in (sc, m)], 2)
+            members = self.zadd[key]
+            _command("ZADD", key, _pairs(members.values(), members, len(members)), out, 2)
         for key in sorted(self.sadd):
-            emit("SADD", key, sorted(self.sadd[key]), 1)
+            _command("SADD", key, sorted(self.sadd[key]), out, 1)
         for key in sorted(self.hincr):
-            for field, n in sorted(self.hincr[key].items()):
-                if n:
-                    out.append(["HINCRBY", key, field, n])
+            cells = sorted((f, n) for f, n in self.hincr[key].items() if n)
+            _command("HINCRBY", key, _pairs((f for f, _ in cells), (n for _, n in cells), len(cells)), out, 2)
         for key in sorted(self.hdel):
-            emit("HDEL", key, sorted(self.hdel[key]), 1)
+            _command("HDEL", key, sorted(self.hdel[key]), out, 1)
         return out
 
     def queue(self, pipe: Any, route_key: str | None = None) -> None:
@@ -65,15 +93,13 @@ class Updates:
         if not commands:
             return
         route_key = route_key or commands[0][1]
-        args: list[Any] = []
-        for cmd in commands:
-            if len(args) + len(cmd) + 1 > MAX_SCRIPT_ARGS and args:
-                pipe.eval(APPLY_COMMANDS, 1, route_key, *args)
-                args = []
-            args.append(len(cmd))
-            args.extend(cmd)
-        if args:
-            pipe.eval(APPLY_COMMANDS, 1, route_key, *args)
+        start = size = 0
+        for i, cmd in enumerate(commands):
+            if size + len(cmd) > MAX_SCRIPT_ARGS and i > start:
+                pipe.eval(APPLY_COMMANDS, 1, route_key, _encoder.encode(commands[start:i]))
+                start, size = i, 0
+            size += len(cmd)
+        pipe.eval(APPLY_COMMANDS, 1, route_key, _encoder.encode(commands[start:]))
 
     def __len__(self) -> int:
         return (
