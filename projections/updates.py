@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -12,6 +13,8 @@ import msgspec
 # server as a few calls of this script, which runs the commands in C-land. Its one argument is a msgpack
 # array of commands `[name, key, args…]` (one string to pack and parse instead of millions of arguments);
 # a `HINCRBY` command carries many `field, increment` pairs and runs as one HINCRBY per pair, in order.
+# Arguments are strings, but ZADD scores travel as msgpack numbers: the script hands them to ZADD as the
+# shortest text that reads back as the same double, so the stored scores are those of the string form.
 # (Same transaction, same atomicity: the calls sit inside the MULTI.)
 APPLY_COMMANDS = """
 for _, cmd in ipairs(cmsgpack.unpack(ARGV[1])) do
@@ -46,12 +49,29 @@ def _command(name: str, key: str, items: list[str], out: list[list[str]], width:
         out.append([name, key, *items[i : i + step]])
 
 
-def _pairs(firsts: Any, seconds: Any, n: int) -> list[str]:
-    """`first₁, second₁, first₂, …` of two iterables of length `n`, as strings."""
-    flat: list[str] = [""] * (2 * n)
-    flat[::2] = map(str, firsts)
-    flat[1::2] = map(str, seconds)
+def _pairs(firsts: Any, seconds: Any, n: int) -> list[Any]:
+    """`first₁, second₁, first₂, …` of two iterables of length `n`."""
+    flat: list[Any] = [None] * (2 * n)
+    flat[::2] = firsts
+    flat[1::2] = seconds
     return flat
+
+
+T = TypeVar("T")
+
+
+class Targets(dict[str, T], Generic[T]):
+    """The updates of keys named by one value each (events by type, by domain, …): `targets[value]` is the
+    update of `key_of(value)`, looked up in `Updates` once per value and batch instead of once per event."""
+
+    def __init__(self, updates: dict[str, T], key_of: Callable[[str], str]) -> None:
+        super().__init__()
+        self._updates = updates
+        self._key_of = key_of
+
+    def __missing__(self, value: str) -> T:
+        target = self[value] = self._updates[self._key_of(value)]
+        return target
 
 
 class Updates:
@@ -63,10 +83,10 @@ class Updates:
         self.hincr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.hdel: dict[str, set[str]] = defaultdict(set)  # e.g. counter cells moved to zero
 
-    def commands(self) -> list[list[str]]:
-        """Every update as `[name, key, args…]` commands in a deterministic order (all arguments strings), none
-        longer than MAX_COMMAND_ARGS but HINCRBY's, which hold the key's `field, increment` pairs by field."""
-        out: list[list[str]] = []
+    def commands(self) -> list[list[Any]]:
+        """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
+        MAX_COMMAND_ARGS but HINCRBY's, which hold the key's `field, increment` pairs by field."""
+        out: list[list[Any]] = []
         for key in sorted(self.zrem):
             _command("ZREM", key, sorted(self.zrem[key]), out, 1)
         for key in sorted(self.hset):
@@ -78,8 +98,8 @@ class Updates:
         for key in sorted(self.sadd):
             _command("SADD", key, sorted(self.sadd[key]), out, 1)
         for key in sorted(self.hincr):
-            cells = sorted((f, n) for f, n in self.hincr[key].items() if n)
-            _command("HINCRBY", key, _pairs((f for f, _ in cells), (n for _, n in cells), len(cells)), out, 2)
+            cells = sorted((f, str(n)) for f, n in self.hincr[key].items() if n)
+            _command("HINCRBY", key, [x for cell in cells for x in cell], out, 2)
         for key in sorted(self.hdel):
             _command("HDEL", key, sorted(self.hdel[key]), out, 1)
         return out
