@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from redis.asyncio import Redis
 
 from . import keys
 from .events import Located, is_listed
 from .keys import Keyspace
-from .updates import Updates
+from .updates import Targets, Updates
 
 SEP = "\x1f"
 GRAM = 3
@@ -34,10 +35,7 @@ def signature_id(text: str) -> str:
 
 def grams(text: str) -> set[str]:
     """Trigrams of lower-cased text (no trigram spans a field separator)."""
-    out: set[str] = set()
-    for part in text.lower().split(SEP):
-        out.update(part[i : i + GRAM] for i in range(len(part) - GRAM + 1))
-    return out
+    return {part[i : i + GRAM] for part in text.lower().split(SEP) for i in range(len(part) - GRAM + 1)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +54,14 @@ class Signature:
 def signature_of(loc: Located) -> tuple[str, str]:
     """(id, text) of a listed event's signature."""
     e = loc.event
-    text = signature_text(e.event, e.url, e.domain)
+    return _signature(e.event, e.url, e.domain)
+
+
+@lru_cache(maxsize=65_536)
+def _signature(event: str, url: str | None, domain: str | None) -> tuple[str, str]:
+    # Events repeat a few thousand signatures: text and hash once per distinct one (and not again for the
+    # same event in `apply_search` after `read_known_signatures`).
+    text = signature_text(event, url, domain)
     return signature_id(text), text
 
 
@@ -84,17 +89,19 @@ async def read_known_signatures(
 def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located], known: set[str]) -> None:
     """Index each listed event under its signature; new signatures enter the dictionary and trigram sets."""
     dictionary = u.hset[keys.signatures(ks, workspace)]
+    by_signature = Targets(u.zadd, lambda sid: keys.index_signature(ks, workspace, sid))
+    by_gram = Targets(u.sadd, lambda g: keys.signature_gram(ks, workspace, g))
     for loc in located:
         if not is_listed(loc.event):
             continue
         sid, text = signature_of(loc)
-        u.zadd[keys.index_signature(ks, workspace, sid)][loc.member] = loc.event.timestamp
+        by_signature[sid][loc.member] = loc.event.timestamp
         if sid in known:
             continue
         known.add(sid)
         dictionary[sid] = text
         for g in grams(text):
-            u.sadd[keys.signature_gram(ks, workspace, g)].add(sid)
+            by_gram[g].add(sid)
 
 
 async def _candidates(redis: Redis, ks: Keyspace, workspace: str, needles: list[str]) -> list[Signature]:
