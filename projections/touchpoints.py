@@ -31,7 +31,7 @@ from .contacts import (
 )
 from .events import Located
 from .keys import Keyspace
-from .updates import Updates
+from .updates import Targets, Updates
 
 SESSION_GAP_MS = 30 * 60 * 1000
 EMAIL_CLICK_EVENTS = frozenset({"email_clicked", "email_link_clicked", "Email Link Clicked", "email_click"})
@@ -194,16 +194,16 @@ def apply_touchpoints(
     docs = u.hset[keys.tp_docs(ks, workspace)]
     chains = u.zadd[keys.tp_chains(ks, workspace)]
     conv_docs = u.hset[keys.conversion_docs(ks, workspace)]
+    by_name = Targets(u.zadd, lambda name: keys.conversions_by_name(ks, workspace, name))
+    names = u.sadd[keys.conversion_names(ks, workspace)]
     touched: set[str] = set()
     for loc in located:
         e = loc.event
         if e.kind == "track":
             c = conversion_of(loc)
             conv_docs[loc.ulid] = _tp_encoder.encode(c).decode()
-            u.zadd[keys.conversions_by_name(ks, workspace, e.event)][
-                conversion_member(e.timestamp, loc.ulid)
-            ] = 0
-            u.sadd[keys.conversion_names(ks, workspace)].add(e.event)
+            by_name[e.event][conversion_member(e.timestamp, loc.ulid)] = 0
+            names.add(e.event)
         visitor = visitor_of(e)
         if visitor is None:
             continue
