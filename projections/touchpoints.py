@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -121,9 +122,20 @@ def _truthy(v: object) -> bool:
     return v is True or (isinstance(v, str) and v.lower() in ("true", "1", "yes")) or v == 1
 
 
+def _order_fields(p: dict[str, Any]) -> dict[str, Any]:
+    """A conversion's amount and order fields from the event's properties (none: the defaults)."""
+    if not p:
+        return {}
+    return {
+        "amount": _amount(p),
+        "order_id": _text(p.get("order_id") or p.get("orderId")),
+        "order_name": _text(p.get("order_name") or p.get("orderName")),
+        "is_upsell": _truthy(p.get("is_upsell")),
+    }
+
+
 def conversion_of(loc: Located) -> Conversion:
     e = loc.event
-    p = e.properties
     return Conversion(
         id=e.id,
         ts=e.timestamp,
@@ -131,11 +143,8 @@ def conversion_of(loc: Located) -> Conversion:
         name=e.event,
         anonymous_id=e.anonymous_id,
         user_id=e.user_id,
-        amount=_amount(p),
-        order_id=_text(p.get("order_id") or p.get("orderId")),
-        order_name=_text(p.get("order_name") or p.get("orderName")),
-        is_upsell=_truthy(p.get("is_upsell")),
         url=e.url,
+        **_order_fields(e.properties),
     )
 
 
