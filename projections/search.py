@@ -35,7 +35,14 @@ def signature_id(text: str) -> str:
 
 def grams(text: str) -> set[str]:
     """Trigrams of lower-cased text (no trigram spans a field separator)."""
-    return {part[i : i + GRAM] for part in text.lower().split(SEP) for i in range(len(part) - GRAM + 1)}
+    return set().union(*map(_part_grams, text.split(SEP)))
+
+
+@lru_cache(maxsize=65_536)
+def _part_grams(part: str) -> frozenset[str]:
+    # Signatures share their fields (a few event names and domains, the site's URLs): grams once per field.
+    low = part.lower()
+    return frozenset(low[i : i + GRAM] for i in range(len(low) - GRAM + 1))
 
 
 @dataclass(frozen=True, slots=True)
