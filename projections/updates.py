@@ -35,26 +35,34 @@ MAX_SCRIPT_ARGS = 200_000  # arguments per script call, so one request stays a f
 _encoder = msgspec.msgpack.Encoder()
 
 
-def _command(name: str, key: str, items: list[str], out: list[list[str]], width: int) -> None:
-    """Append `name key items…` to `out` (nothing if no items), split into commands of at most
+def _emit(out: list[list[Any]], cmd: list[Any], width: int) -> None:
+    """Append `cmd` (`name, key, items…`) to `out` unless it has no items, split into commands of at most
     MAX_COMMAND_ARGS items."""
+    n = len(cmd) - 2
+    if n <= 0:
+        return
     step = (MAX_COMMAND_ARGS // width) * width
-    if not items:
+    if n <= step:
+        out.append(cmd)
         return
-    if len(items) <= step:
-        items[:0] = (name, key)
-        out.append(items)
-        return
-    for i in range(0, len(items), step):
-        out.append([name, key, *items[i : i + step]])
+    for i in range(2, len(cmd), step):
+        out.append([cmd[0], cmd[1], *cmd[i : i + step]])
 
 
-def _pairs(firsts: Any, seconds: Any, n: int) -> list[Any]:
-    """`first₁, second₁, first₂, …` of two iterables of length `n`."""
-    flat: list[Any] = [None] * (2 * n)
-    flat[::2] = firsts
-    flat[1::2] = seconds
-    return flat
+def _sorted(name: str, key: str, items: set[str]) -> list[Any]:
+    """`name key items…` (in sorted order)."""
+    cmd: list[Any] = sorted(items)
+    cmd[:0] = (name, key)
+    return cmd
+
+
+def _pairs(name: str, key: str, firsts: Any, seconds: Any, n: int) -> list[Any]:
+    """`name key first₁ second₁ first₂ …` of two iterables of length `n`."""
+    cmd: list[Any] = [None] * (2 * n + 2)
+    cmd[0], cmd[1] = name, key
+    cmd[2::2] = firsts
+    cmd[3::2] = seconds
+    return cmd
 
 
 T = TypeVar("T")
@@ -88,20 +96,21 @@ class Updates:
         MAX_COMMAND_ARGS but HINCRBY's, which hold the key's `field, increment` pairs by field."""
         out: list[list[Any]] = []
         for key in sorted(self.zrem):
-            _command("ZREM", key, sorted(self.zrem[key]), out, 1)
+            _emit(out, _sorted("ZREM", key, self.zrem[key]), 1)
         for key in sorted(self.hset):
             fields = self.hset[key]
-            _command("HSET", key, _pairs(fields, fields.values(), len(fields)), out, 2)
+            _emit(out, _pairs("HSET", key, fields, fields.values(), len(fields)), 2)
         for key in sorted(self.zadd):
             members = self.zadd[key]
-            _command("ZADD", key, _pairs(members.values(), members, len(members)), out, 2)
+            _emit(out, _pairs("ZADD", key, members.values(), members, len(members)), 2)
         for key in sorted(self.sadd):
-            _command("SADD", key, sorted(self.sadd[key]), out, 1)
+            _emit(out, _sorted("SADD", key, self.sadd[key]), 1)
         for key in sorted(self.hincr):
-            cells = sorted((f, str(n)) for f, n in self.hincr[key].items() if n)
-            _command("HINCRBY", key, [x for cell in cells for x in cell], out, 2)
+            cells = self.hincr[key]
+            names = sorted(f for f, n in cells.items() if n) if 0 in cells.values() else sorted(cells)
+            _emit(out, _pairs("HINCRBY", key, names, [str(cells[f]) for f in names], len(names)), 2)
         for key in sorted(self.hdel):
-            _command("HDEL", key, sorted(self.hdel[key]), out, 1)
+            _emit(out, _sorted("HDEL", key, self.hdel[key]), 1)
         return out
 
     def queue(self, pipe: Any, route_key: str | None = None) -> None:
