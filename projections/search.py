@@ -11,6 +11,7 @@ disjoint (an event has exactly one), so the union of their indices is counted by
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -97,7 +98,7 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
     """Index each listed event under its signature; new signatures enter the dictionary and trigram sets."""
     dictionary = u.hset[keys.signatures(ks, workspace)]
     by_signature = Targets(u.zadd, lambda sid: keys.index_signature(ks, workspace, sid))
-    by_gram = Targets(u.sadd, lambda g: keys.signature_gram(ks, workspace, g))
+    with_field: dict[str, list[str]] = defaultdict(list)  # field text → the new signatures that have it
     for loc in located:
         if not is_listed(loc.event):
             continue
@@ -107,8 +108,14 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
             continue
         known.add(sid)
         dictionary[sid] = text
-        for g in grams(text):
-            by_gram[g].add(sid)
+        for part in text.split(SEP):
+            with_field[part].append(sid)
+    # A signature's trigrams are its fields' (`grams`), and new signatures share most fields: each distinct
+    # field's trigram sets get all the new signatures that have it at once.
+    by_gram = Targets(u.sadd, lambda g: keys.signature_gram(ks, workspace, g))
+    for part, sids in with_field.items():
+        for g in _part_grams(part):
+            by_gram[g].update(sids)
 
 
 async def _candidates(redis: Redis, ks: Keyspace, workspace: str, needles: list[str]) -> list[Signature]:
