@@ -8,7 +8,7 @@ alternately, `--repeat` times; the best run counts. Measured: wall time, client 
 server's CPU (INFO cpu) and its per-command time (INFO commandstats). Both variants must end with the same
 projection digest (`projections.rebuild.digest`) and the same contents of every other non-log key; the
 benchmark fails otherwise. `--profile` prints a cProfile of this tree's fold instead.
-Writes bench/results/fold-<date>.md and .json. Only 127.0.0.1; bounded by N.
+Writes bench/results/fold-<N>-<date>.md and .json. Only 127.0.0.1; bounded by N.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def report(
         "repeat": repeat,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"fold-{date}.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
+    (RESULTS / f"fold-{n}-{date}.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
     lines = [
         f"# Fold benchmark ({date})",
         "",
@@ -229,7 +229,7 @@ def report(
     ]
     top = sorted(h["commands"].items(), key=lambda kv: -kv[1]["usec"])[:10]
     lines += [f"| {name} | {c['calls']} | {c['usec'] / 1e6:.2f} s |" for name, c in top]
-    (RESULTS / f"fold-{date}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"fold-{n}-{date}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
