@@ -48,8 +48,11 @@ class WireBatch(msgspec.Struct):
 # ---------------------------------------------------------------- canonical event (stored in the log)
 
 
-class Event(msgspec.Struct, array_like=True, omit_defaults=True):
-    """An accepted, normalized message. Times are integer milliseconds since the Unix epoch (UTC)."""
+class Event(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+    """An accepted, normalized message. Times are integer milliseconds since the Unix epoch (UTC).
+
+    Not tracked by the garbage collector (`gc=False`: a fold batch decodes thousands, and an event holds only
+    strings, numbers and JSON-like dicts, never a reference cycle)."""
 
     id: str  # evt_<ULID>, given on receipt
     kind: str  # track | page | screen | identify | group | alias

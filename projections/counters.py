@@ -21,7 +21,7 @@ from . import keys
 from .event_query import read_facet_counts
 from .events import Located, is_identified, is_listed
 from .keys import Keyspace
-from .updates import Updates
+from .updates import Targets, Updates
 
 SEP = "\x1f"
 DAY_MS = 86_400_000
@@ -36,30 +36,30 @@ def cube_field(event_type: str, domain: str | None, identified: bool) -> str:
     return f"{event_type}{SEP}{domain or ''}{SEP}{1 if identified else 0}"
 
 
-def _rollup_fields(event_type: str, domain: str | None, day: str, suffix: str) -> list[tuple[str, str]]:
-    """(key name, field) of the rollup cells one event adds to; key names resolved by `_rollup_key`."""
-    return [
-        ("totals", f"{event_type}{SEP}{domain or ''}{SEP}{suffix}"),
-        ("types", f"{event_type}{SEP}{suffix}"),
-        ("domains", f"{domain or ''}{SEP}{suffix}"),
-        ("days", f"{day}{SEP}{suffix}"),
-        ("all_types", f"{event_type}{SEP}{suffix}"),
-        ("all_domains", f"{domain or ''}{SEP}{suffix}"),
-    ]
+def _rollup_fields(event_type: str, domain: str | None, day: str, suffix: str) -> tuple[str, ...]:
+    """The rollup cells one event adds to, as the fields of `_rollups`' keys (in that order)."""
+    dom = domain or ""
+    return (
+        f"{event_type}{SEP}{dom}{SEP}{suffix}",
+        f"{event_type}{SEP}{suffix}",
+        f"{dom}{SEP}{suffix}",
+        f"{day}{SEP}{suffix}",
+        f"{event_type}{SEP}{suffix}",
+        f"{dom}{SEP}{suffix}",
+    )
 
 
-def _rollup_key(ks: Keyspace, workspace: str, name: str, day: str) -> str:
-    if name == "totals":
-        return keys.counter_totals(ks, workspace)
-    if name == "types":
-        return keys.counter_day_types(ks, workspace, day)
-    if name == "domains":
-        return keys.counter_day_domains(ks, workspace, day)
-    if name == "all_types":
-        return keys.counter_all_types(ks, workspace)
-    if name == "all_domains":
-        return keys.counter_all_domains(ks, workspace)
-    return keys.counter_day_totals(ks, workspace)
+def _rollups(u: Updates, ks: Keyspace, workspace: str, day: str) -> tuple[dict[str, int], ...]:
+    """The increments of the rollup keys for an event of `day`: totals, the day's types, the day's domains,
+    days, all types, all domains."""
+    return (
+        u.hincr[keys.counter_totals(ks, workspace)],
+        u.hincr[keys.counter_day_types(ks, workspace, day)],
+        u.hincr[keys.counter_day_domains(ks, workspace, day)],
+        u.hincr[keys.counter_day_totals(ks, workspace)],
+        u.hincr[keys.counter_all_types(ks, workspace)],
+        u.hincr[keys.counter_all_domains(ks, workspace)],
+    )
 
 
 def apply_counters(u: Updates, ks: Keyspace, workspace: str, located: list[Located]) -> None:
@@ -74,13 +74,18 @@ def apply_counters(u: Updates, ks: Keyspace, workspace: str, located: list[Locat
         return
     days = u.zadd[keys.counter_days(ks, workspace)]
     day_names: dict[int, str] = {}
-    for (day_no, event_type, domain, identified), n in sorted(cells.items(), key=lambda kv: repr(kv[0])):
-        day = day_names.get(day_no) or day_names.setdefault(day_no, day_of(day_no * DAY_MS))
-        days[day] = day_no
-        u.hincr[keys.counter_day(ks, workspace, day)][cube_field(event_type, domain, identified)] += n
+    for day_no in sorted({c[0] for c in cells}, key=lambda d: repr((d,))):  # the order repr-sorted cells have
+        days[day_names.setdefault(day_no, day_of(day_no * DAY_MS))] = day_no
+    # each key's increments looked up once per batch (their order does not matter: `Updates` sorts them)
+    cube = Targets(u.hincr, lambda day: keys.counter_day(ks, workspace, day))
+    rollups: dict[str, tuple[dict[str, int], ...]] = {}
+    for (day_no, event_type, domain, identified), n in cells.items():
+        day = day_names[day_no]
+        cube[day][cube_field(event_type, domain, identified)] += n
+        targets = rollups.get(day) or rollups.setdefault(day, _rollups(u, ks, workspace, day))
         for suffix in ("a", "i") if identified else ("a",):
-            for name, field in _rollup_fields(event_type, domain, day, suffix):
-                u.hincr[_rollup_key(ks, workspace, name, day)][field] += n
+            for target, field in zip(targets, _rollup_fields(event_type, domain, day, suffix), strict=True):
+                target[field] += n
 
 
 def move_identified_counts(
@@ -102,8 +107,10 @@ def move_identified_counts(
     key = keys.counter_day(ks, workspace, day)
     u.hincr[key][cube_field(event_type, domain, not to_identified)] -= n
     u.hincr[key][cube_field(event_type, domain, to_identified)] += n
-    for name, field in _rollup_fields(event_type, domain, day, "i"):
-        u.hincr[_rollup_key(ks, workspace, name, day)][field] += n if to_identified else -n
+    for target, field in zip(
+        _rollups(u, ks, workspace, day), _rollup_fields(event_type, domain, day, "i"), strict=True
+    ):
+        target[field] += n if to_identified else -n
 
 
 GroupBy = Literal["type", "domain", "day"]

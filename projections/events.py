@@ -13,7 +13,7 @@ Only listed events (track / page / screen) are indexed; identify / group / alias
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -22,7 +22,7 @@ from ingest.schema import EVENT_KINDS, Event
 
 from . import keys
 from .keys import Keyspace
-from .updates import Updates
+from .updates import Targets, Updates
 
 ULID_LEN = 26
 # Crockford base32 (ULIDs) → the digits int(…, 32) reads
@@ -43,22 +43,21 @@ def member_of(ulid: str, entry_id: str, index: int) -> str:
     return f"{ulid}{offset or ''}{',' + seq if seq and seq != '0' else ''}:{index}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Located:
-    """An event with its log position, and the contact the identity projection resolved it to (if any)."""
+    """An event with its log position, and the contact the identity projection resolved it to (if any): the
+    fold sets `contact_id` once identity has run, before any other projection sees the event."""
 
     event: Event
     entry_id: str
     index: int
     contact_id: str | None = None
+    ulid: str = field(init=False, repr=False, compare=False)  # the event id without `evt_`
+    member: str = field(init=False, repr=False, compare=False)  # its member in the indices
 
-    @property
-    def ulid(self) -> str:
-        return self.event.id[4:]
-
-    @property
-    def member(self) -> str:
-        return member_of(self.ulid, self.entry_id, self.index)
+    def __post_init__(self) -> None:
+        self.ulid = ulid = self.event.id[4:]
+        self.member = member_of(ulid, self.entry_id, self.index)
 
 
 def is_listed(event: Event) -> bool:
@@ -81,24 +80,29 @@ def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located
     identified_ix = u.zadd[keys.index_identified(ks, workspace)]
     types = u.sadd[keys.event_types(ks, workspace)]
     doms = u.sadd[keys.domains(ks, workspace)]
+    by_type = Targets(u.zadd, lambda t: keys.index_type(ks, workspace, t))
+    by_domain = Targets(u.zadd, lambda d: keys.index_domain(ks, workspace, d))
+    by_anonymous = Targets(u.zadd, lambda a: keys.index_anonymous(ks, workspace, a))
+    by_contact = Targets(u.zadd, lambda c: keys.index_contact(ks, workspace, c))
     for loc in located:
         e = loc.event
-        mids[e.message_id] = loc.ulid
+        ulid = loc.ulid
+        mids[e.message_id] = ulid
         if not is_listed(e):
             continue
         member = loc.member
         ts = e.timestamp
         all_ix[member] = ts
         received_ix[member] = 0
-        u.zadd[keys.index_type(ks, workspace, e.event)][member] = ts
+        by_type[e.event][member] = ts
         types.add(e.event)
         if e.domain:
-            u.zadd[keys.index_domain(ks, workspace, e.domain)][member] = ts
+            by_domain[e.domain][member] = ts
             doms.add(e.domain)
         if e.anonymous_id is not None:
-            u.zadd[keys.index_anonymous(ks, workspace, e.anonymous_id)][member] = ts
+            by_anonymous[e.anonymous_id][member] = ts
         if loc.contact_id is not None:
-            u.zadd[keys.index_contact(ks, workspace, loc.contact_id)][member] = ts
+            by_contact[loc.contact_id][member] = ts
         if is_identified(loc):
             identified_ix[member] = ts
 

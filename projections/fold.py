@@ -8,7 +8,7 @@ MULTI/EXEC holding the updates, the new checkpoint and the XACK of the entries â
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -126,7 +126,9 @@ async def fold_entries(
     identity = await load_identity(redis, ks, batch) if batch else {}
     for ws, fresh_events in batch.items():
         contacts = resolve_contacts(identity[ws], fresh_events)
-        located = [replace(loc, contact_id=c) for loc, c in zip(fresh_events, contacts, strict=True)]
+        for loc, c in zip(fresh_events, contacts, strict=True):
+            loc.contact_id = c
+        located = fresh_events
         u.sadd[keys.workspaces(ks)].add(ws)
         identity[ws].queue_writes(u)
         queue_event_contacts(u, ks, ws, located, contacts)

@@ -13,14 +13,16 @@ Signatures are disjoint (an event has at most one), so the union of their indice
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 
 from redis.asyncio import Redis
 
 from . import keys
 from .events import Located, is_listed
 from .keys import Keyspace
-from .updates import Updates
+from .updates import Targets, Updates
 
 SEP = "\x1f"
 GRAM = 3
@@ -36,10 +38,14 @@ def signature_id(text: str) -> str:
 
 def grams(text: str) -> set[str]:
     """Trigrams of lower-cased text (no trigram spans a field separator)."""
-    out: set[str] = set()
-    for part in text.lower().split(SEP):
-        out.update(part[i : i + GRAM] for i in range(len(part) - GRAM + 1))
-    return out
+    return set().union(*map(_part_grams, text.split(SEP)))
+
+
+@lru_cache(maxsize=65_536)
+def _part_grams(part: str) -> frozenset[str]:
+    # Signatures share their fields (a few event names and domains, the site's URLs): grams once per field.
+    low = part.lower()
+    return frozenset(low[i : i + GRAM] for i in range(len(low) - GRAM + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +69,14 @@ def signature_of(loc: Located) -> tuple[str, str] | None:
     e = loc.event
     if not e.url:
         return None
-    text = signature_text(e.url, e.domain)
+    return _signature(e.url, e.domain)
+
+
+@lru_cache(maxsize=65_536)
+def _signature(url: str, domain: str | None) -> tuple[str, str]:
+    # Events repeat a few thousand pages: text and hash once per distinct one (and not again for the same
+    # event in `apply_search` after `read_known_signatures`).
+    text = signature_text(url, domain)
     return signature_id(text), text
 
 
@@ -92,6 +105,8 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
     """Index each listed event with a URL under its signature; new signatures enter the dictionary and the
     trigram sets."""
     dictionary = u.hset[keys.signatures(ks, workspace)]
+    by_signature = Targets(u.zadd, lambda sid: keys.index_signature(ks, workspace, sid))
+    with_field: dict[str, list[str]] = defaultdict(list)  # field text → the new signatures that have it
     for loc in located:
         if not is_listed(loc.event):
             continue
@@ -99,13 +114,19 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
         if sig is None:
             continue
         sid, text = sig
-        u.zadd[keys.index_signature(ks, workspace, sid)][loc.member] = loc.event.timestamp
+        by_signature[sid][loc.member] = loc.event.timestamp
         if sid in known:
             continue
         known.add(sid)
         dictionary[sid] = text
-        for g in grams(text):
-            u.sadd[keys.signature_gram(ks, workspace, g)].add(sid)
+        for part in text.split(SEP):
+            with_field[part].append(sid)
+    # A signature's trigrams are its fields' (`grams`), and new signatures share most fields: each distinct
+    # field's trigram sets get all the new signatures that have it at once.
+    by_gram = Targets(u.sadd, lambda g: keys.signature_gram(ks, workspace, g))
+    for part, sids in with_field.items():
+        for g in _part_grams(part):
+            by_gram[g].update(sids)
 
 
 async def _candidates(redis: Redis, ks: Keyspace, workspace: str, needles: list[str]) -> list[Signature]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -31,7 +32,7 @@ from .contacts import (
 )
 from .events import Located
 from .keys import Keyspace
-from .updates import Updates
+from .updates import Targets, Updates
 
 SESSION_GAP_MS = 30 * 60 * 1000
 EMAIL_CLICK_EVENTS = frozenset({"email_clicked", "email_link_clicked", "Email Link Clicked", "email_click"})
@@ -121,9 +122,20 @@ def _truthy(v: object) -> bool:
     return v is True or (isinstance(v, str) and v.lower() in ("true", "1", "yes")) or v == 1
 
 
+def _order_fields(p: dict[str, Any]) -> dict[str, Any]:
+    """A conversion's amount and order fields from the event's properties (none: the defaults)."""
+    if not p:
+        return {}
+    return {
+        "amount": _amount(p),
+        "order_id": _text(p.get("order_id") or p.get("orderId")),
+        "order_name": _text(p.get("order_name") or p.get("orderName")),
+        "is_upsell": _truthy(p.get("is_upsell")),
+    }
+
+
 def conversion_of(loc: Located) -> Conversion:
     e = loc.event
-    p = e.properties
     return Conversion(
         id=e.id,
         ts=e.timestamp,
@@ -131,11 +143,8 @@ def conversion_of(loc: Located) -> Conversion:
         name=e.event,
         anonymous_id=e.anonymous_id,
         user_id=e.user_id,
-        amount=_amount(p),
-        order_id=_text(p.get("order_id") or p.get("orderId")),
-        order_name=_text(p.get("order_name") or p.get("orderName")),
-        is_upsell=_truthy(p.get("is_upsell")),
         url=e.url,
+        **_order_fields(e.properties),
     )
 
 
@@ -194,16 +203,16 @@ def apply_touchpoints(
     docs = u.hset[keys.tp_docs(ks, workspace)]
     chains = u.zadd[keys.tp_chains(ks, workspace)]
     conv_docs = u.hset[keys.conversion_docs(ks, workspace)]
+    by_name = Targets(u.zadd, lambda name: keys.conversions_by_name(ks, workspace, name))
+    names = u.sadd[keys.conversion_names(ks, workspace)]
     touched: set[str] = set()
     for loc in located:
         e = loc.event
         if e.kind == "track":
             c = conversion_of(loc)
             conv_docs[loc.ulid] = _tp_encoder.encode(c).decode()
-            u.zadd[keys.conversions_by_name(ks, workspace, e.event)][
-                conversion_member(e.timestamp, loc.ulid)
-            ] = 0
-            u.sadd[keys.conversion_names(ks, workspace)].add(e.event)
+            by_name[e.event][conversion_member(e.timestamp, loc.ulid)] = 0
+            names.add(e.event)
         visitor = visitor_of(e)
         if visitor is None:
             continue

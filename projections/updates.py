@@ -3,23 +3,83 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import msgspec
 
 # A batch touches hundreds of keys (one ZADD per index key, one HINCRBY per counter cell). Queued one by one
 # in MULTI, each costs a request and a QUEUED reply parsed in Python; instead the whole batch goes to the
-# server as a few calls of this script, which runs the commands in C-land. ARGV is a flat run of
-# `argc, command, args…` groups. (Same transaction, same atomicity: the calls sit inside the MULTI.)
+# server as a few calls of this script, which runs the commands in C-land. Its one argument is a msgpack
+# array of commands `[name, key, args…]` (one string to pack and parse instead of millions of arguments);
+# a `HINCRBY` command carries many `field, increment` pairs and runs as one HINCRBY per pair, in order.
+# Arguments are strings, but ZADD scores travel as msgpack numbers: the script hands them to ZADD as the
+# shortest text that reads back as the same double, so the stored scores are those of the string form.
+# (Same transaction, same atomicity: the calls sit inside the MULTI.)
 APPLY_COMMANDS = """
-local i, n = 1, #ARGV
-while i <= n do
-  local argc = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + argc))
-  i = i + argc + 1
+for _, cmd in ipairs(cmsgpack.unpack(ARGV[1])) do
+  if cmd[1] == 'HINCRBY' then
+    local key = cmd[2]
+    for i = 3, #cmd, 2 do
+      redis.call('HINCRBY', key, cmd[i], cmd[i + 1])
+    end
+  else
+    redis.call(unpack(cmd))
+  end
 end
 return 0
 """
 MAX_COMMAND_ARGS = 4000  # Lua's unpack limit is near 8000; a longer command is split into several
 MAX_SCRIPT_ARGS = 200_000  # arguments per script call, so one request stays a few MB at most
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def _emit(out: list[list[Any]], cmd: list[Any], width: int) -> None:
+    """Append `cmd` (`name, key, items…`) to `out` unless it has no items, split into commands of at most
+    MAX_COMMAND_ARGS items."""
+    n = len(cmd) - 2
+    if n <= 0:
+        return
+    step = (MAX_COMMAND_ARGS // width) * width
+    if n <= step:
+        out.append(cmd)
+        return
+    for i in range(2, len(cmd), step):
+        out.append([cmd[0], cmd[1], *cmd[i : i + step]])
+
+
+def _sorted(name: str, key: str, items: set[str]) -> list[Any]:
+    """`name key items…` (in sorted order)."""
+    cmd: list[Any] = sorted(items)
+    cmd[:0] = (name, key)
+    return cmd
+
+
+def _pairs(name: str, key: str, firsts: Any, seconds: Any, n: int) -> list[Any]:
+    """`name key first₁ second₁ first₂ …` of two iterables of length `n`."""
+    cmd: list[Any] = [None] * (2 * n + 2)
+    cmd[0], cmd[1] = name, key
+    cmd[2::2] = firsts
+    cmd[3::2] = seconds
+    return cmd
+
+
+T = TypeVar("T")
+
+
+class Targets(dict[str, T], Generic[T]):
+    """The updates of keys named by one value each (events by type, by domain, …): `targets[value]` is the
+    update of `key_of(value)`, looked up in `Updates` once per value and batch instead of once per event."""
+
+    def __init__(self, updates: dict[str, T], key_of: Callable[[str], str]) -> None:
+        super().__init__()
+        self._updates = updates
+        self._key_of = key_of
+
+    def __missing__(self, value: str) -> T:
+        target = self[value] = self._updates[self._key_of(value)]
+        return target
 
 
 class Updates:
@@ -32,28 +92,25 @@ class Updates:
         self.hdel: dict[str, set[str]] = defaultdict(set)  # e.g. counter cells moved to zero
 
     def commands(self) -> list[list[Any]]:
-        """Every update as Redis commands, in a deterministic order, none longer than MAX_COMMAND_ARGS."""
+        """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
+        MAX_COMMAND_ARGS but HINCRBY's, which hold the key's `field, increment` pairs by field."""
         out: list[list[Any]] = []
-
-        def emit(name: str, key: str, items: list[Any], width: int) -> None:
-            step = (MAX_COMMAND_ARGS // width) * width
-            for i in range(0, len(items), step):
-                out.append([name, key, *items[i : i + step]])
-
         for key in sorted(self.zrem):
-            emit("ZREM", key, sorted(self.zrem[key]), 1)
+            _emit(out, _sorted("ZREM", key, self.zrem[key]), 1)
         for key in sorted(self.hset):
-            emit("HSET", key, [x for f, v in self.hset[key].items() for x in (f, v)], 2)
+            fields = self.hset[key]
+            _emit(out, _pairs("HSET", key, fields, fields.values(), len(fields)), 2)
         for key in sorted(self.zadd):
-            emit("ZADD", key, [x for m, sc in self.zadd[key].items() for x in (sc, m)], 2)
+            members = self.zadd[key]
+            _emit(out, _pairs("ZADD", key, members.values(), members, len(members)), 2)
         for key in sorted(self.sadd):
-            emit("SADD", key, sorted(self.sadd[key]), 1)
+            _emit(out, _sorted("SADD", key, self.sadd[key]), 1)
         for key in sorted(self.hincr):
-            for field, n in sorted(self.hincr[key].items()):
-                if n:
-                    out.append(["HINCRBY", key, field, n])
+            cells = self.hincr[key]
+            names = sorted(f for f, n in cells.items() if n) if 0 in cells.values() else sorted(cells)
+            _emit(out, _pairs("HINCRBY", key, names, [str(cells[f]) for f in names], len(names)), 2)
         for key in sorted(self.hdel):
-            emit("HDEL", key, sorted(self.hdel[key]), 1)
+            _emit(out, _sorted("HDEL", key, self.hdel[key]), 1)
         return out
 
     def queue(self, pipe: Any, route_key: str | None = None) -> None:
@@ -65,15 +122,13 @@ class Updates:
         if not commands:
             return
         route_key = route_key or commands[0][1]
-        args: list[Any] = []
-        for cmd in commands:
-            if len(args) + len(cmd) + 1 > MAX_SCRIPT_ARGS and args:
-                pipe.eval(APPLY_COMMANDS, 1, route_key, *args)
-                args = []
-            args.append(len(cmd))
-            args.extend(cmd)
-        if args:
-            pipe.eval(APPLY_COMMANDS, 1, route_key, *args)
+        start = size = 0
+        for i, cmd in enumerate(commands):
+            if size + len(cmd) > MAX_SCRIPT_ARGS and i > start:
+                pipe.eval(APPLY_COMMANDS, 1, route_key, _encoder.encode(commands[start:i]))
+                start, size = i, 0
+            size += len(cmd)
+        pipe.eval(APPLY_COMMANDS, 1, route_key, _encoder.encode(commands[start:]))
 
     def __len__(self) -> int:
         return (
