@@ -246,7 +246,7 @@ def report(n: int, base: str, head: str, dirty: bool, runs: dict[str, list[dict[
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=100_000)
-    parser.add_argument("--base", help="commit to compare against (default: where HEAD left main)")
+    parser.add_argument("--base", help="commit to compare against (default: the merge base of main and HEAD)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of this tree's fold, no report"
