@@ -179,9 +179,9 @@ def rate(r: dict[str, Any], key: str) -> int:
     return round(r["events"] / r[key]) if r[key] else 0
 
 
-def report(
-    n: int, base: str, head: str, dirty: bool, results: dict[str, dict[str, Any]], repeat: int
-) -> None:
+def report(n: int, base: str, head: str, dirty: bool, runs: dict[str, list[dict[str, Any]]]) -> None:
+    repeat = len(runs["head"])
+    results = {name: best(rs) for name, rs in runs.items()}
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     b, h = results["base"], results["head"]
     meta = {
@@ -196,7 +196,13 @@ def report(
         "repeat": repeat,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"fold-{n}-{date}.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
+    every = {
+        name: [{k: r[k] for k in ("wall_s", "client_cpu_s", "server_cpu_s")} for r in rs]
+        for name, rs in runs.items()
+    }
+    (RESULTS / f"fold-{n}-{date}.json").write_text(
+        json.dumps({**meta, "results": results, "runs": every}, indent=2) + "\n"
+    )
     lines = [
         f"# Fold benchmark ({date})",
         "",
@@ -218,7 +224,11 @@ def report(
         )
     lines += [
         "",
-        f"Speed-up (wall): {b['wall_s'] / h['wall_s']:.2f}×; client CPU: {b['client_cpu_s'] / h['client_cpu_s']:.2f}×.",
+        f"Speed-up (wall): {b['wall_s'] / h['wall_s']:.2f}×; client CPU: {b['client_cpu_s'] / h['client_cpu_s']:.2f}×; "
+        f"server CPU: {b['server_cpu_s'] / h['server_cpu_s']:.2f}×.",
+        "Every run's wall time: "
+        + "; ".join(f"{name} " + ", ".join(f"{r['wall_s']} s" for r in rs) for name, rs in runs.items())
+        + ".",
         f"Projection digest, both variants: `{h['digest']}`; every non-log key: `{h['contents']}` (identical).",
         "",
         "Server time by command (head; nested: EXEC's time includes the EVALs in it, an EVAL's the commands",
@@ -236,7 +246,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=100_000)
-    parser.add_argument("--base", help="commit to compare against (default: where HEAD left main)")
+    parser.add_argument("--base", help="commit to compare against (default: the merge base of main and HEAD)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of this tree's fold, no report"
@@ -271,12 +281,11 @@ def compare(n: int, base_rev: str | None, repeat: int, work_dir: Path, log_file:
     for _ in range(repeat):  # alternating, so a busy moment of the shared machine hits both
         runs["base"].append(run_variant(base_dir, log_file))
         runs["head"].append(run_variant(ROOT, log_file))
-    results = {name: best(rs) for name, rs in runs.items()}
     for key in ("digest", "contents"):
         found = {r[key] for rs in runs.values() for r in rs}
         if len(found) != 1:
             raise SystemExit(f"fold output differs between base and head ({key}): {sorted(found)}")
-    report(n, base, head, dirty, results, repeat)
+    report(n, base, head, dirty, runs)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ MULTI/EXEC holding the updates, the new checkpoint and the XACK of the entries â
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +63,22 @@ async def read_checkpoint(redis: Redis, ks: Keyspace) -> str | None:
     return raw.decode() if raw is not None else None
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for one batch, and back on (if it was on) when the batch ends.
+
+    A batch makes hundreds of thousands of containers (positions, per-key updates, commands) that die with it;
+    collections in the middle of it traversed them again and again, a sixth of the fold's CPU. Reference
+    counting still frees them at once; cycles made meanwhile wait for the first collection after the batch."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 async def fold_entries(
     redis: Redis,
     ks: Keyspace,
@@ -69,6 +88,18 @@ async def fold_entries(
     ack_group: str | None = GROUP,
 ) -> FoldResult:
     """Apply `entries` (log order) exactly once. Raises `FenceLost` if another applier owns the partition."""
+    with _collector_paused():
+        return await _fold(redis, ks, entries, fence=fence, ack_group=ack_group)
+
+
+async def _fold(
+    redis: Redis,
+    ks: Keyspace,
+    entries: list[tuple[bytes, dict[bytes, bytes]]],
+    *,
+    fence: Fence | None,
+    ack_group: str | None,
+) -> FoldResult:
     ckpt = await read_checkpoint(redis, ks)
     after = stream_id(ckpt) if ckpt else (-1, -1)
     fresh = [(eid, f) for eid, f in entries if stream_id(eid) > after]
