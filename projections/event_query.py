@@ -24,7 +24,7 @@ from ingest.schema import Event
 from . import keys
 from .events import parse_member, read_event_types
 from .keys import Keyspace
-from .search import matching_signatures
+from .search import Signature, matching_signatures
 
 SortBy = Literal["timestamp", "event", "createdAt"]
 SCORE_MIN, SCORE_MAX = -(2**53), 2**53
@@ -49,7 +49,8 @@ class EventQuery:
 
 # ARGV: mode, lo, hi, desc, offset, limit, need_count, ranged, gather limit, unfiltered, then the query's shape:
 # the number of parts, and per part the number of branches, per branch the number of groups, per group the
-# number of keys. KEYS: every group's keys in that order, then (createdAt) ix:r and ix:all, or (facets) the
+# number of keys and whether hints follow (1: each key's event count, then each key's newest score when sorting
+# descending or oldest when ascending, keys in that order). KEYS: every group's keys in that order, then (createdAt) ix:r and ix:all, or (facets) the
 # facet indices. Parts are concatenated in order (sort_by=event: one per event type); a part's branches are
 # disjoint and merged. Returns {count or -1, member...}, or (facets) one count per facet index.
 _QUERY_LUA = r"""
@@ -66,8 +67,13 @@ for p = 1, int() do
   for b = 1, int() do
     local gs = {}
     for g = 1, int() do
-      local grp = {}
-      for i = 1, int() do grp[i] = KEYS[k]; k = k + 1 end
+      local grp, nk = {}, int()
+      for i = 1, nk do grp[i] = KEYS[k]; k = k + 1 end
+      if int() == 1 then  -- hints: each key's event count, then its newest (desc) or oldest (asc) score
+        grp.counts, grp.bounds = {}, {}
+        for i = 1, nk do grp.counts[i] = int() end
+        for i = 1, nk do grp.bounds[i] = int() end
+      end
       gs[g] = grp
     end
     branches[b] = gs
@@ -110,7 +116,11 @@ local function evaluate(gs, want, count_needed)
   local totals, nkeys = {}, 0
   for g, grp in ipairs(gs) do
     local t = 0
-    for _, key in ipairs(grp) do t = t + redis.call('ZCOUNT', key, lo_s, hi_s) end
+    if grp.counts and not ranged then
+      for i = 1, #grp do t = t + grp.counts[i] end
+    else
+      for _, key in ipairs(grp) do t = t + redis.call('ZCOUNT', key, lo_s, hi_s) end
+    end
     if t == 0 then return 0, {} end
     totals[g] = t
     nkeys = nkeys + #grp
@@ -126,8 +136,13 @@ local function evaluate(gs, want, count_needed)
   if #others == 0 then
     if want > 0 then
       -- the first `want` of a union: once `want` candidates are known, later keys only give what beats them
-      local bound = nil
-      for _, key in ipairs(driver) do
+      local bound, bound_score = nil, nil
+      for i, key in ipairs(driver) do
+        -- hinted keys come best bound first: once one cannot beat the page's last candidate, none can
+        if bound ~= nil and driver.bounds then
+          local b = driver.bounds[i]
+          if (desc and b < bound_score) or (not desc and b > bound_score) then break end
+        end
         local r
         if bound == nil then r = range(key, 0, want)
         elseif desc then r = redis.call('ZRANGE', key, hi_s, bound, 'BYSCORE', 'REV', 'LIMIT', 0, want, 'WITHSCORES')
@@ -136,7 +151,8 @@ local function evaluate(gs, want, count_needed)
         if #picked >= 2 * want then
           table.sort(picked, before)
           for i = #picked, want + 1, -1 do picked[i] = nil end
-          bound = string.format('%.17g', picked[want][2])
+          bound_score = picked[want][2]
+          bound = string.format('%.17g', bound_score)
         end
       end
       table.sort(picked, before)
@@ -280,6 +296,36 @@ return out
 """
 
 
+class HintedGroup(list[str]):
+    """A union of signature indices with what the script needs to skip most of them: each index's event count
+    and its best score in the query's direction (newest when descending, oldest when ascending), the indices
+    ordered best first."""
+
+    counts: list[int]
+    bounds: list[int]
+
+
+async def _signature_group(
+    redis: Redis, ks: Keyspace, workspace: str, sigs: list[Signature], descending: bool
+) -> list[str]:
+    """The indices of `sigs`, hinted (`HintedGroup`) when every signature's count and span are known."""
+    ids = [s.id for s in sigs]
+    pipe = redis.pipeline(transaction=False)
+    pipe.hmget(keys.signature_counts(ks, workspace), ids)
+    pipe.zmscore(
+        keys.signature_newest(ks, workspace) if descending else keys.signature_oldest(ks, workspace), ids
+    )
+    counts, bounds = await pipe.execute()
+    plain = [keys.index_signature(ks, workspace, sid) for sid in ids]
+    if any(c is None for c in counts) or any(b is None for b in bounds):
+        return plain
+    order = sorted(range(len(ids)), key=lambda i: (-bounds[i] if descending else bounds[i], ids[i]))
+    group = HintedGroup(plain[i] for i in order)
+    group.counts = [int(counts[i]) for i in order]
+    group.bounds = [int(bounds[i]) for i in order]
+    return group
+
+
 @dataclass(slots=True)
 class Branch:
     """One disjoint part of a query's matches: events of one of `types` (None: of any type) that are in every
@@ -310,7 +356,7 @@ async def _branches(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -
         sigs = await matching_signatures(redis, ks, workspace, url_contains=q.url_contains, domain=q.domain)
         if not sigs:
             return []
-        url_group = [[keys.index_signature(ks, workspace, s.id) for s in sigs]]
+        url_group = [await _signature_group(redis, ks, workspace, sigs, q.descending)]
     if not q.search:
         return [Branch(types, url_group + common)]
     # search: events whose type name matches, and events of the other types whose page (URL, domain) matches
@@ -329,7 +375,7 @@ async def _branches(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -
             redis, ks, workspace, url_contains=q.url_contains, search=q.search, domain=q.domain
         )
         if sigs:
-            page_group = [keys.index_signature(ks, workspace, s.id) for s in sigs]
+            page_group = await _signature_group(redis, ks, workspace, sigs, q.descending)
             out.append(Branch(others if (named or types is not None) else None, [page_group, *common]))
     return out
 
@@ -345,6 +391,10 @@ def _shape(parts: list[list[list[list[str]]]]) -> tuple[list[str], list[int]]:
             for grp in groups:
                 sizes.append(len(grp))
                 flat.extend(grp)
+                if isinstance(grp, HintedGroup):
+                    sizes += [1, *grp.counts, *grp.bounds]
+                else:
+                    sizes.append(0)
     return flat, sizes
 
 

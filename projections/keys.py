@@ -29,7 +29,7 @@ class Keyspace:
 # What a fold writes, by version: bump it whenever a projection's keys or contents change. An applier that finds
 # a partition folded in another format drops that partition's projections and folds its log again from the start
 # (`projections.applier.ensure_projection_format`): the log is the source of truth, projections are derived.
-PROJECTION_FORMAT = "2"
+PROJECTION_FORMAT = "3"
 
 
 def projection_format(ks: Keyspace) -> str:
@@ -213,6 +213,21 @@ def company_list(ks: Keyspace, workspace: str) -> str:
 def signatures(ks: Keyspace, workspace: str) -> str:
     """HASH signature id → 'event\\x1furl\\x1fdomain' (the dictionary of distinct signatures)."""
     return f"{_w(ks, workspace)}:sig"
+
+
+def signature_counts(ks: Keyspace, workspace: str) -> str:
+    """HASH signature id → how many events its index holds (`ix:s:<id>` only ever grows)."""
+    return f"{_w(ks, workspace)}:sig:n"
+
+
+def signature_newest(ks: Keyspace, workspace: str) -> str:
+    """ZSET signature id → the newest event timestamp in its index (ZADD GT)."""
+    return f"{_w(ks, workspace)}:sig:new"
+
+
+def signature_oldest(ks: Keyspace, workspace: str) -> str:
+    """ZSET signature id → the oldest event timestamp in its index (ZADD LT)."""
+    return f"{_w(ks, workspace)}:sig:old"
 
 
 def index_signature(ks: Keyspace, workspace: str, signature_id: str) -> str:

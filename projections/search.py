@@ -2,8 +2,10 @@
 
 A signature is a listed event's (URL, domain); events without a URL have none. Each distinct signature gets a
 stable id (a hash, so the fold needs no counter), a dictionary entry `sig` (id → url␟domain), a time-ordered
-index `ix:s:<id>` of its events (members and scores as in `projections.events`), and its id in `ng:<trigram>`
-for every trigram of its lower-cased text. A substring query intersects the trigram sets, checks the few
+index `ix:s:<id>` of its events (members and scores as in `projections.events`), its event count and its
+newest and oldest timestamps (`sig:n`, `sig:new`, `sig:old`: a query over many signatures counts them with one
+read and skips the indices that cannot reach its page), and its id in `ng:<trigram>` for every trigram of its
+lower-cased text. A substring query intersects the trigram sets, checks the few
 candidates exactly, and answers with signature ids: its cost grows with distinct pages, never with events.
 Signatures are disjoint (an event has at most one), so the union of their indices is counted by summing
 `ZCOUNT`s. Event names, the third field `search` looks in, are matched against the small set of event types;
@@ -106,6 +108,9 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
     trigram sets."""
     dictionary = u.hset[keys.signatures(ks, workspace)]
     by_signature = Targets(u.zadd, lambda sid: keys.index_signature(ks, workspace, sid))
+    counts = u.hincr[keys.signature_counts(ks, workspace)]
+    newest = u.zadd_gt[keys.signature_newest(ks, workspace)]
+    oldest = u.zadd_lt[keys.signature_oldest(ks, workspace)]
     with_field: dict[str, list[str]] = defaultdict(list)  # field text → the new signatures that have it
     for loc in located:
         if not is_listed(loc.event):
@@ -114,7 +119,13 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
         if sig is None:
             continue
         sid, text = sig
-        by_signature[sid][loc.member] = loc.event.timestamp
+        ts = loc.event.timestamp
+        by_signature[sid][loc.member] = ts
+        counts[sid] += 1
+        if ts > newest.get(sid, ts - 1):
+            newest[sid] = ts
+        if ts < oldest.get(sid, ts + 1):
+            oldest[sid] = ts
         if sid in known:
             continue
         known.add(sid)

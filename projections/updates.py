@@ -35,18 +35,18 @@ MAX_SCRIPT_ARGS = 200_000  # arguments per script call, so one request stays a f
 _encoder = msgspec.msgpack.Encoder()
 
 
-def _emit(out: list[list[Any]], cmd: list[Any], width: int) -> None:
-    """Append `cmd` (`name, key, items…`) to `out` unless it has no items, split into commands of at most
-    MAX_COMMAND_ARGS items."""
-    n = len(cmd) - 2
+def _emit(out: list[list[Any]], cmd: list[Any], width: int, head: int = 2) -> None:
+    """Append `cmd` (`name, key, [flag,] items…`: `head` words before the items) to `out` unless it has no
+    items, split into commands of at most MAX_COMMAND_ARGS items."""
+    n = len(cmd) - head
     if n <= 0:
         return
     step = (MAX_COMMAND_ARGS // width) * width
     if n <= step:
         out.append(cmd)
         return
-    for i in range(2, len(cmd), step):
-        out.append([cmd[0], cmd[1], *cmd[i : i + step]])
+    for i in range(head, len(cmd), step):
+        out.append([*cmd[:head], *cmd[i : i + step]])
 
 
 def _sorted(name: str, key: str, items: set[str]) -> list[Any]:
@@ -90,6 +90,9 @@ class Updates:
         self.sadd: dict[str, set[str]] = defaultdict(set)
         self.hincr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.hdel: dict[str, set[str]] = defaultdict(set)  # e.g. counter cells moved to zero
+        # ZADD GT / LT: a member's score only ever rises / falls (newest / oldest timestamps)
+        self.zadd_gt: dict[str, dict[str, float]] = defaultdict(dict)
+        self.zadd_lt: dict[str, dict[str, float]] = defaultdict(dict)
 
     def commands(self) -> list[list[Any]]:
         """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
@@ -103,6 +106,12 @@ class Updates:
         for key in sorted(self.zadd):
             members = self.zadd[key]
             _emit(out, _pairs("ZADD", key, members.values(), members, len(members)), 2)
+        for flag, updates in (("GT", self.zadd_gt), ("LT", self.zadd_lt)):
+            for key in sorted(updates):
+                members = updates[key]
+                cmd = _pairs("ZADD", key, members.values(), members, len(members))
+                cmd.insert(2, flag)
+                _emit(out, cmd, 2, head=3)
         for key in sorted(self.sadd):
             _emit(out, _sorted("SADD", key, self.sadd[key]), 1)
         for key in sorted(self.hincr):
@@ -138,4 +147,6 @@ class Updates:
             + len(self.hincr)
             + len(self.zrem)
             + len(self.hdel)
+            + len(self.zadd_gt)
+            + len(self.zadd_lt)
         )

@@ -56,3 +56,16 @@ def test_commands_are_sorted_by_kind_then_key() -> None:
         ["SADD", "k2"],
         ["HINCRBY", "k0"],
     ]
+
+
+async def test_newest_and_oldest_scores_only_move_outward(redis: Redis, settings: Settings) -> None:
+    p = settings.key_prefix
+    for batch in ({"a": 10, "b": 5}, {"a": 7, "b": 9}):
+        u = Updates()
+        u.zadd_gt[f"{p}:t:new"].update(batch)
+        u.zadd_lt[f"{p}:t:old"].update(batch)
+        async with redis.pipeline(transaction=True) as pipe:
+            u.queue(pipe)
+            await pipe.execute()
+    assert await redis.zrange(f"{p}:t:new", 0, -1, withscores=True) == [(b"b", 9.0), (b"a", 10.0)]
+    assert await redis.zrange(f"{p}:t:old", 0, -1, withscores=True) == [(b"b", 5.0), (b"a", 7.0)]
