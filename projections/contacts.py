@@ -146,22 +146,78 @@ class Enrichment:
     company: dict[str, Any] | None
 
 
+# The enrichment of a page in one call. KEYS: event → contact (`id:evc`), contacts, company map, companies.
+# ARGV: event ULIDs. For each event: its contact's document (a merged-away contact resolves to its survivor)
+# and that contact's company document (the explicit `company_id`, else the company of its email's domain, as
+# `read_company_ids_of_contacts`), false where there is none: {contact₁, company₁, contact₂, company₂, …}.
+_ENRICH = r"""
+local function survivor(cid)
+  for _ = 1, 16 do
+    local raw = redis.call('HGET', KEYS[2], cid)
+    if not raw then return false end
+    local doc = cjson.decode(raw)
+    local into = doc.merged_into
+    if into == nil or into == cjson.null then return raw, doc end
+    cid = into
+  end
+  return false
+end
+local function company(doc)
+  local fields = doc.fields
+  if type(fields) ~= 'table' then return false end
+  local coid = fields.company_id
+  if type(coid) ~= 'string' or coid == '' then
+    coid = false
+    local email = fields.email
+    if type(email) == 'string' and email ~= '' then
+      local domain = string.match(email, '@([^@]*)$') or email
+      if domain ~= '' then coid = redis.call('HGET', KEYS[3], 'd:' .. domain) end
+    end
+  end
+  if not coid then return false end
+  return redis.call('HGET', KEYS[4], coid)
+end
+local out, done = {}, {}
+local cids = redis.call('HMGET', KEYS[1], unpack(ARGV))
+for i = 1, #ARGV do
+  local cid = cids[i]
+  local found = cid and done[cid]
+  if cid and not found then
+    local raw, doc = survivor(cid)
+    found = {raw, raw and company(doc) or false}
+    done[cid] = found
+  end
+  out[2 * i - 1] = found and found[1] or false
+  out[2 * i] = found and found[2] or false
+end
+return out
+"""
+
+
 async def read_enrichments(
     redis: Redis, ks: Keyspace, workspace: str, event_ids: list[str]
 ) -> dict[str, Enrichment]:
-    """Enrichment of each event id, in three pipelined round trips for a whole page."""
-    by_event = await read_contact_ids_of_events(redis, ks, workspace, event_ids)
-    contacts = await read_contacts(redis, ks, workspace, list(by_event.values()))
-    company_of = await read_company_ids_of_contacts(redis, ks, workspace, list(contacts.values()))
-    companies = await read_companies(redis, ks, workspace, list(company_of.values()))
+    """Enrichment of each event id: one script call for a whole page."""
+    if not event_ids:
+        return {}
+    keys_ = [
+        keys.event_contacts(ks, workspace),
+        keys.contacts(ks, workspace),
+        keys.company_map(ks, workspace),
+        keys.companies(ks, workspace),
+    ]
+    reply = await redis.eval(_ENRICH, len(keys_), *keys_, *[e[4:] for e in event_ids])
+    contacts: dict[bytes, ContactDoc] = {}
+    companies: dict[bytes, CompanyDoc] = {}
     out: dict[str, Enrichment] = {}
-    for eid in event_ids:
-        cid = by_event.get(eid)
-        c = contacts.get(cid) if cid else None
-        if c is None:
+    for eid, raw_contact, raw_company in zip(event_ids, reply[::2], reply[1::2], strict=True):
+        if raw_contact is None:
             out[eid] = Enrichment(None, None, None)
             continue
-        co = companies.get(company_of.get(c.id, ""))
+        c = contacts.get(raw_contact) or contacts.setdefault(raw_contact, decode_contact(raw_contact))
+        co = None
+        if raw_company is not None:
+            co = companies.get(raw_company) or companies.setdefault(raw_company, decode_company(raw_company))
         out[eid] = Enrichment(
             c.id,
             {"_id": c.id, "firstname": c.fields.get("firstname"), "lastname": c.fields.get("lastname")},

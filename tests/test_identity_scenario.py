@@ -16,7 +16,14 @@ from ingest.ids import event_id, ulids
 from ingest.log import EventLog
 from ingest.schema import Event
 from projections import keys
-from projections.contacts import decode_contact
+from projections.contacts import (
+    decode_contact,
+    read_companies,
+    read_company_ids_of_contacts,
+    read_contact_ids_of_events,
+    read_contacts,
+    read_enrichments,
+)
 from projections.identity import membership_of
 from projections.keys import Keyspace
 from projections.progress import checkpoints, log_heads, wait_until_folded
@@ -249,3 +256,23 @@ async def test_killing_the_fold_mid_way_through_identity_churn_changes_nothing(s
     assert await redis.zcard(keys.contact_list(ks, ws.id)) > 10
     merged = [d for d in (await redis.hgetall(keys.contacts(ks, ws.id))).values() if b'"merged_into"' in d]
     assert merged, "the churn should have merged contacts"
+    await enrichment_agrees_with_the_documents(redis, ks, ws.id)
+
+
+async def enrichment_agrees_with_the_documents(redis, ks: Keyspace, ws: str) -> None:
+    """The Events API's page enrichment (one script) names what the contact and company reads name."""
+    ids = sorted(f"evt_{k.decode()}" for k in await redis.hkeys(keys.event_contacts(ks, ws)))
+    ids.append("evt_01AAAAAAAAAAAAAAAAAAAAAAAA")  # an event without a contact
+    enriched = await read_enrichments(redis, ks, ws, ids)
+    by_event = await read_contact_ids_of_events(redis, ks, ws, ids)
+    docs = await read_contacts(redis, ks, ws, list(by_event.values()))
+    company_of = await read_company_ids_of_contacts(redis, ks, ws, list(docs.values()))
+    companies = await read_companies(redis, ks, ws, list(company_of.values()))
+    with_company = 0
+    for eid in ids:
+        c = docs.get(by_event.get(eid, ""))
+        co = companies.get(company_of.get(c.id, "")) if c else None
+        with_company += co is not None
+        assert enriched[eid].contact_id == (c.id if c else None), eid
+        assert (enriched[eid].company or {}).get("_id") == (co.id if co else None), eid
+    assert enriched[ids[-1]].contact is None and with_company > 0
