@@ -116,12 +116,6 @@ def parse_member(member: bytes | str) -> tuple[str, str, int]:
     return ulid, f"{ulid_ms(ulid) + int(offset or 0)}-{seq or 0}", int(idx)
 
 
-async def read_events_by_members(log: EventLog, partition: int, members: list[bytes]) -> list[Event]:
-    positions = [parse_member(m)[1:] for m in members]
-    found = await log.read_events_at(partition, positions)
-    return [e for e in found if e is not None]
-
-
 async def read_event(
     redis: Redis, log: EventLog, ks: Keyspace, workspace: str, event_id: str
 ) -> Event | None:
