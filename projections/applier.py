@@ -1,8 +1,9 @@
 """Appliers: own log partitions (fenced by a lease) and fold them through FastStream stream subscribers.
 
-For each owned partition: acquire the lease `fence_owner` (SET NX PX), fold the log again from the start if the
-partition's projections were written in an older format, drain the consumer group's pending entries first (a crashed owner's unacknowledged batch), then consume new entries with a FastStream
-`StreamSub` (consumer group, batches). Every batch commits updates + checkpoint + XACK in one MULTI/EXEC
+For each owned partition: acquire the lease `fence_owner` (SET NX PX), fold the log again from the start if
+the partition's projections were written in an older format, drain the consumer group's pending entries first
+(a crashed owner's unacknowledged batch), then consume new entries with a FastStream `StreamSub` (consumer
+group, batches). Every batch commits updates + checkpoint + XACK in one MULTI/EXEC
 guarded by the lease token, so a stale owner can never commit. Losing the lease or any error stops that
 partition's subscriber and starts ownership over, which re-drains what is pending: nothing is skipped.
 """

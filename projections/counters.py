@@ -1,9 +1,9 @@
 """Counters: the cube per UTC day × event type × domain × identified, and rollups of it that stats read.
 
 Rollups (fields end in `a` = every event, `i` = identified ones, so identifying an event only ever adds):
-the whole history by type × domain, by type and by domain, and per day by type, by domain and in total. `read_stats` sums whole days
-from the smallest rollup that answers the filters, with polars; partial days at the ends of a time range
-are counted from the type and domain indices (`read_facet_counts`), never from the events themselves.
+the whole history by type × domain, by type and by domain, and per day by type, by domain and in total.
+`read_stats` sums whole days from the smallest rollup that answers the filters, with polars; partial days at
+the ends of a time range are counted from the type and domain indices (`read_facet_counts`), never from the events themselves.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 from redis.asyncio import Redis
@@ -205,8 +205,9 @@ return {out_t, out_d}
 """
 
 
-def _pairs(flat: list[bytes | int]) -> list[tuple[str, int]]:
-    return [(bytes(flat[i]).decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+def _pairs(flat: list[Any]) -> list[tuple[str, int]]:
+    """[(name, count)] of the script's flat `name, count, …` reply."""
+    return [(flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 async def _whole_days(
@@ -248,17 +249,16 @@ async def _whole_days(
             0 if q.domain is None else 1,
         )
         return _frame(_pairs(flat_types)), _frame(_pairs(flat_domains))
-    else:
-        pipe = redis.pipeline(transaction=False)
-        for day in day_names:
-            pipe.hgetall(keys.counter_day(ks, workspace, day))
-        wanted = {"1"} if q.identified_only else {"0", "1"}
-        cells = []
-        for raw in await pipe.execute():
-            for f, n in raw.items():
-                t, d, i = f.decode().split(SEP)
-                if i in wanted:
-                    cells.append(([t, d], int(n)))
+    pipe = redis.pipeline(transaction=False)
+    for day in day_names:
+        pipe.hgetall(keys.counter_day(ks, workspace, day))
+    wanted = {"1"} if q.identified_only else {"0", "1"}
+    cells = []
+    for raw in await pipe.execute():
+        for f, n in raw.items():
+            t, d, i = f.decode().split(SEP)
+            if i in wanted:
+                cells.append(([t, d], int(n)))
     cube = pl.DataFrame(
         {
             "type": [p[0] for p, _ in cells],

@@ -352,11 +352,14 @@ async def _branches(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -
     # a page signature implies its domain: with a text filter the signatures carry the domain condition
     domain_group = [[keys.index_domain(ks, workspace, q.domain)]] if q.domain is not None else []
     url_group = domain_group
+    url_sigs: list[Signature] | None = None
     if q.url_contains:
-        sigs = await matching_signatures(redis, ks, workspace, url_contains=q.url_contains, domain=q.domain)
-        if not sigs:
+        url_sigs = await matching_signatures(
+            redis, ks, workspace, url_contains=q.url_contains, domain=q.domain
+        )
+        if not url_sigs:
             return []
-        url_group = [await _signature_group(redis, ks, workspace, sigs, q.descending)]
+        url_group = [await _signature_group(redis, ks, workspace, url_sigs, q.descending)]
     if not q.search:
         return [Branch(types, url_group + common)]
     # search: events whose type name matches, and events of the other types whose page (URL, domain) matches
@@ -371,9 +374,10 @@ async def _branches(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -
     if named:
         others = [t for t in others if t not in named]
     if others:
-        sigs = await matching_signatures(
-            redis, ks, workspace, url_contains=q.url_contains, search=q.search, domain=q.domain
-        )
+        if url_sigs is not None:  # the url_contains pages that also match the search
+            sigs = [s for s in url_sigs if s.contains(needle)]
+        else:
+            sigs = await matching_signatures(redis, ks, workspace, search=q.search, domain=q.domain)
         if sigs:
             page_group = await _signature_group(redis, ks, workspace, sigs, q.descending)
             out.append(Branch(others if (named or types is not None) else None, [page_group, *common]))

@@ -1,4 +1,4 @@
-"""Event store (event id → log position), time-ordered indices, and the type and domain sets.
+"""Event indices (time-ordered, and by id which is receipt order), and the type and domain sets.
 
 Every index is a ZSET whose member is the event id without `evt_` (a ULID), then its log position written short
 (`member_of`; `parse_member` splits it) and whose score is the event `timestamp` in epoch ms — except `ix:r`,

@@ -42,12 +42,14 @@ async def wait_until_folded(
     """Return once every partition's checkpoint reached its log head as of the call (or `targets`), folded in
     this version's projection format (an applier that finds an older one folds the log again first)."""
     targets = targets if targets is not None else await log_heads(redis, prefix, partitions)
+    if not targets:
+        return
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
         ck = await checkpoints(redis, prefix, partitions)
-        stamps = await redis.mget([keys.projection_format(Keyspace(prefix, p)) for p in targets] or ["-"])
-        current = {p for p, f in zip(targets, stamps, strict=False) if f == keys.PROJECTION_FORMAT.encode()}
+        stamps = await redis.mget([keys.projection_format(Keyspace(prefix, p)) for p in targets])
+        current = {p for p, f in zip(targets, stamps, strict=True) if f == keys.PROJECTION_FORMAT.encode()}
         behind = {
             p: t
             for p, t in targets.items()
