@@ -16,10 +16,11 @@ from ingest.redis_client import connect_redis
 from ingest.settings import Settings
 from ingest.sources.http import build_router as build_sources_router
 from ingest.workspaces import WorkspaceRegistry
-from projections.applier import Applier
+from projections.fold.applier import Applier
 
 from . import errors
 from .deps import Services
+from .ratelimit import RateLimiter
 from .routers import admin, attribution, contacts, events, tracker
 
 
@@ -35,7 +36,12 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
-        services = Services(settings, redis, WorkspaceRegistry(redis, settings), EventLog(redis, settings))
+        limiter = RateLimiter(
+            redis, settings.key_prefix, "attribution", settings.attribution_rate_limit_per_minute
+        )
+        services = Services(
+            settings, redis, WorkspaceRegistry(redis, settings), EventLog(redis, settings), limiter
+        )
         app.state.services = services
         app.state.receiver = Receiver(services.registry, services.log, settings)
         applier = Applier(redis, settings) if run_appliers else None

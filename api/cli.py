@@ -122,7 +122,7 @@ def _slot_assignments(values: list[str] | None, what: str) -> dict[int, str | No
 def cmd_workspace_settings(args: argparse.Namespace) -> int:
     """Show (and with options, change) a workspace's timezone, custom event names and profile field labels."""
     from api.routers.admin import settings_document
-    from ingest.workspaces import (
+    from api.workspace_settings import (
         CustomEventName,
         SettingsChange,
         change_workspace_settings,
@@ -195,7 +195,7 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from projections.rebuild import rebuild_and_compare
+    from projections.fold.rebuild import rebuild_and_compare
 
     settings = _resolve_url(_settings(args))
     parts = [args.partition] if args.partition is not None else list(range(settings.partitions))
@@ -218,8 +218,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
-    from projections.keys import Keyspace
-    from projections.rebuild import digest
+    from projections.fold.rebuild import digest
+    from projections.keyspace import Keyspace
 
     settings = _resolve_url(_settings(args))
 
@@ -234,7 +234,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
 def cmd_fold(args: argparse.Namespace) -> int:
     """Run appliers only (scale-out: give each process a disjoint --fold-partitions set)."""
     from api.app import connect
-    from projections.applier import Applier
+    from projections.fold.applier import Applier
 
     settings = _resolve_url(_settings(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from ingest.errors import InvalidRequest
-from ingest.workspaces import PROFILE_FIELD_SLOTS, WorkspaceSettings
 
 from .errors import AttributionError
+from .workspace_settings import PROFILE_FIELD_SLOTS, WorkspaceSettings
 
 MAX_FILTERS = 10
 TEXT_OPS = ("equal_to", "not_equal_to", "contains", "not_contains", "starts_with", "ends_with",

@@ -10,19 +10,23 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 from ingest import keys as log_keys
-from ingest.errors import Unauthorized
 from ingest.log import EventLog
 from ingest.settings import Settings
-from ingest.workspaces import Workspace, WorkspaceRegistry, require_grant
-from projections.keys import Keyspace
+from ingest.workspaces import Workspace, WorkspaceRegistry, key_from_authorization
+from projections.keyspace import Keyspace
+
+from .ratelimit import RateLimiter
 
 
 @dataclass(slots=True)
 class Services:
+    """What the app factory made for this process; closed on shutdown."""
+
     settings: Settings
     redis: Redis
     registry: WorkspaceRegistry
     log: EventLog
+    attribution_limiter: RateLimiter
 
 
 def get_services(request: Request) -> Services:
@@ -45,20 +49,16 @@ class Tenant:
         return self.workspace.id
 
 
-def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
-
-
 def require_scope(scope: str) -> Callable[[Request], Awaitable[Tenant]]:
     async def authenticate(request: Request) -> Tenant:
         services = get_services(request)
-        key = presented_key(request)
-        if key is None:
-            raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
-        grant = require_grant(await services.registry.resolve(key), scope, unknown="invalid API key")
+        key = key_from_authorization(request.headers.get("authorization"), basic=False)
+        grant = await services.registry.authorize(
+            key or request.headers.get("x-api-key") or None,
+            scope,
+            missing="missing API key: send Authorization: Bearer <key> or X-API-Key",
+            unknown="invalid API key",
+        )
         s = services.settings
         ks = Keyspace(s.key_prefix, log_keys.partition_of(grant.workspace.id, s.partitions))
         return Tenant(grant.workspace, ks, grant.scopes)
@@ -68,3 +68,4 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Tenant]]:
 
 EventsReader = Annotated[Tenant, Depends(require_scope("events:read"))]
 ContactsReader = Annotated[Tenant, Depends(require_scope("contacts:read"))]
+AdminTenant = Annotated[Tenant, Depends(require_scope("admin"))]

@@ -36,10 +36,8 @@ def events_error_body(exc: StreamfoldError) -> dict[str, Any]:
 
 
 def _headers(exc: StreamfoldError) -> dict[str, str]:
-    if isinstance(exc, RateLimited) or isinstance(getattr(exc, "inner", None), RateLimited):
-        inner = exc if isinstance(exc, RateLimited) else exc.inner  # type: ignore[attr-defined]
-        return {"Retry-After": str(inner.retry_after), **getattr(inner, "headers", {})}
-    return {}
+    inner = exc.inner if isinstance(exc, AttributionError) else exc
+    return inner.headers if isinstance(inner, RateLimited) else {}
 
 
 async def handle_streamfold_error(request: Request, exc: Exception) -> JSONResponse:

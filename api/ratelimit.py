@@ -10,25 +10,12 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from ingest import keys
 from ingest.ids import new_token
+from projections.scripts import Script
 
-_SLIDING_WINDOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
-if used < limit then
-  redis.call('ZADD', KEYS[1], now, now .. '-' .. ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return {1, limit - used - 1, 0}
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local wait = tonumber(oldest[2]) + window - now
-return {0, 0, wait}
-"""
+from . import keys
+
+SLIDING_WINDOW = Script(__package__, "sliding_window-1.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +41,13 @@ class RateLimiter:
         self.name = name
         self.limit = limit
         self.window_ms = window_ms
-        self._script = redis.register_script(_SLIDING_WINDOW)
 
     async def hit(self, workspace_id: str) -> Decision:
         if self.limit <= 0:
             return Decision(True, 0, 0, 0)
         key = keys.rate_limit(self.prefix, self.name, workspace_id)
-        allowed, remaining, wait_ms = await self._script(
-            keys=[key], args=[self.window_ms, self.limit, new_token(6)]
+        allowed, remaining, wait_ms = await SLIDING_WINDOW(
+            self.redis, [key], window_ms=self.window_ms, limit=self.limit, token=new_token(6)
         )
         return Decision(
             bool(allowed), self.limit, int(remaining), 0 if allowed else max(1, -(-int(wait_ms) // 1000))

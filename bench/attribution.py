@@ -38,10 +38,10 @@ from ingest.log import EventLog  # noqa: E402
 from ingest.redis_client import connect_redis  # noqa: E402
 from ingest.schema import Event  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
-from ingest.touchpoints import classify  # noqa: E402
 from ingest.workspaces import WorkspaceRegistry  # noqa: E402
-from projections.fold import fold_entries  # noqa: E402
-from projections.keys import Keyspace  # noqa: E402
+from projections.fold.fold import fold_entries  # noqa: E402
+from projections.keyspace import Keyspace  # noqa: E402
+from projections.touchpoints.classify import classify  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DAY = 86_400_000

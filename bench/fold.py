@@ -95,12 +95,12 @@ async def work(log_file: Path, profile: bool) -> dict[str, Any]:
     """Load the log and fold it with whichever `projections` package is first on sys.path."""
     from api.embedded import EmbeddedValkey, free_port
     from ingest.keys import partition_of
-    from ingest.log import EventLog, decode_entry
+    from ingest.log import EventLog
     from ingest.redis_client import connect_redis
     from ingest.settings import Settings
-    from projections.fold import fold_entries
-    from projections.keys import Keyspace
-    from projections.rebuild import digest
+    from projections.fold.fold import decode_entry, fold_entries
+    from projections.fold.rebuild import digest
+    from projections.keyspace import Keyspace
 
     data_dir = tempfile.mkdtemp(prefix="sf-bench-fold-")
     server = EmbeddedValkey(data_dir, free_port(), appendonly=False)

@@ -28,10 +28,10 @@ from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest import keys as log_keys  # noqa: E402
 from ingest.log import EventLog  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
-from projections import fold as fold_module  # noqa: E402
-from projections.fold import fold_entries  # noqa: E402
+from projections import identity  # noqa: E402
+from projections.fold.fold import fold_entries  # noqa: E402
 from projections.identity import WorkspaceIdentity  # noqa: E402
-from projections.keys import Keyspace  # noqa: E402
+from projections.keyspace import Keyspace  # noqa: E402
 from tests.factories import make_events  # noqa: E402
 from tests.test_identity_scenario import churn  # noqa: E402
 
@@ -57,11 +57,9 @@ def identity_off():  # type: ignore[no-untyped-def]
     async def no_identity(redis: Redis, ks: Keyspace, batch: dict) -> dict:
         return {ws: WorkspaceIdentity(ks, ws) for ws in batch}
 
+    # without contacts nothing moves either
     return mock.patch.multiple(
-        fold_module,
-        load_identity=no_identity,
-        resolve_contacts=lambda state, located: [None] * len(located),
-        queue_moves=mock.AsyncMock(),
+        identity, load_identity=no_identity, resolve_contacts=lambda state, located: [None] * len(located)
     )
 
 

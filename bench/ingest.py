@@ -34,7 +34,7 @@ from harness import server_env, spawn, stop_all, wait_http  # noqa: E402
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
 from ingest.workspaces import WorkspaceRegistry  # noqa: E402
-from projections.progress import log_heads, wait_until_folded  # noqa: E402
+from projections.fold.progress import log_heads, wait_until_folded  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -44,7 +44,7 @@ from ingest.redis_client import connect_redis  # noqa: E402
 from ingest.schema import Event  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
 from ingest.workspaces import WorkspaceRegistry  # noqa: E402
-from projections.progress import log_heads, wait_until_folded  # noqa: E402
+from projections.fold.progress import log_heads, wait_until_folded  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DAY = 86_400_000

@@ -36,7 +36,7 @@ from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest import keys  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
 from ingest.workspaces import WorkspaceRegistry  # noqa: E402
-from projections.progress import log_heads, wait_until_folded  # noqa: E402
+from projections.fold.progress import log_heads, wait_until_folded  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUDDERSTACK_GATEWAY_2CORE = 1_700  # requests/s, RudderStack's published gateway figure on 2 cores / 8 GB

@@ -1,6 +1,7 @@
 """The error hierarchy. `StreamfoldError` is the root; each failure has its own class.
 
-The HTTP layers map each class to exactly one status code (see `api/errors.py` and `ingest/http.py`).
+The HTTP layers map each class to exactly one status code (see `api/errors.py` and `ingest/http.py`); the
+fold adds its own (`projections/errors.py`).
 """
 
 from __future__ import annotations
@@ -54,12 +55,17 @@ class NotFound(StreamfoldError):
 
 
 class RateLimited(StreamfoldError):
+    """Over a rate limit: answered with `Retry-After` (and any other `headers`, e.g. the limit's state)."""
+
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: int, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+        self.headers = {**(headers or {}), "Retry-After": str(retry_after)}
 
 
 class Unavailable(StreamfoldError):
@@ -67,15 +73,3 @@ class Unavailable(StreamfoldError):
 
     status = 503
     code = "unavailable"
-
-
-class PoisonEntry(StreamfoldError):
-    """A log entry the fold cannot decode or that violates an invariant; it goes to the dead-letter stream."""
-
-    code = "poison_entry"
-
-
-class FenceLost(StreamfoldError):
-    """This applier no longer owns the partition; a newer owner holds the fence."""
-
-    code = "fence_lost"

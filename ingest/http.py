@@ -94,7 +94,7 @@ def error_answer(exc: StreamfoldError, headers: dict[str, str]) -> Answer:
     elif exc.details is not None:
         body["details"] = exc.details
     if isinstance(exc, RateLimited):
-        headers = {**headers, "Retry-After": str(exc.retry_after)}
+        headers = {**headers, **exc.headers}
     return exc.status, _encoder.encode(body), headers
 
 

@@ -1,4 +1,5 @@
-"""Keys owned by the write side: the partitioned log, its dead-letter stream, workspaces and API keys.
+"""Keys owned by the write side: the partitioned log, its dead-letter stream, workspaces, API keys and the
+sources' webhook secrets.
 
 Every partition key carries the hash tag `{p}` so a workspace's keys share one Redis Cluster slot.
 """
@@ -40,16 +41,6 @@ def workspace_keys(prefix: str, workspace_id: str) -> str:
     return f"{prefix}:ws:{workspace_id}:keys"
 
 
-def workspace_settings(prefix: str, workspace_id: str) -> str:
-    """HASH `custom_event:N` → JSON {event, configured_name}; `profile_field:N` → label."""
-    return f"{prefix}:ws:{workspace_id}:settings"
-
-
-def rate_limit(prefix: str, name: str, workspace_id: str) -> str:
-    """ZSET of request times (ms) in the current sliding minute, per limited API and workspace."""
-    return f"{prefix}:rl:{name}:{workspace_id}"
-
-
-def cursor_secret(prefix: str) -> str:
-    """STRING: the deployment's key for signing pagination cursors (made once, shared by all replicas)."""
-    return f"{prefix}:secret:cursor"
+def email_signing_secrets(prefix: str, workspace_id: str) -> str:
+    """HASH provider (`sendgrid`, `mailgun`) → the secret its webhooks are verified with."""
+    return f"{prefix}:ws:{workspace_id}:email-signing"

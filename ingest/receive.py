@@ -6,7 +6,6 @@ event is lost because a neighbour was bad. The client is answered only after Red
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 import zlib
@@ -15,13 +14,13 @@ from typing import Any
 
 import msgspec
 
-from .errors import Forbidden, InvalidRequest, PayloadTooLarge, Unauthorized
+from .errors import Forbidden, InvalidRequest, PayloadTooLarge
 from .ids import event_id, ulids
 from .log import EventLog
 from .normalize import MessageRejected, normalize
 from .schema import Event, WireBatch, WireMessage
 from .settings import Settings
-from .workspaces import Workspace, WorkspaceRegistry, require_grant
+from .workspaces import Workspace, WorkspaceRegistry, key_from_authorization
 
 _wire_message_decoder = msgspec.json.Decoder(WireMessage)
 _wire_batch_decoder = msgspec.json.Decoder(WireBatch)
@@ -130,16 +129,6 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
-def key_from_basic_auth(header: str | None) -> str | None:
-    if not header or header[:6].lower() != "basic ":
-        return None
-    try:
-        user = base64.b64decode(header[6:].strip()).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return user.split(":", 1)[0] or None
-
-
 class Receiver:
     """The write path shared by every HTTP receiver (Segment endpoints, beacon, short browser paths)."""
 
@@ -149,11 +138,13 @@ class Receiver:
         self.settings = settings
 
     async def authenticate(self, key: str | None) -> Workspace:
-        if not key:
-            raise Unauthorized(
-                "missing write key: send it as the HTTP Basic username or as writeKey in the body"
-            )
-        return require_grant(await self.registry.resolve(key), "write", unknown="unknown write key").workspace
+        grant = await self.registry.authorize(
+            key,
+            "write",
+            missing="missing write key: send it as the HTTP Basic username or as writeKey in the body",
+            unknown="unknown write key",
+        )
+        return grant.workspace
 
     async def check_origin(self, key: str | None, origin: str | None) -> None:
         """Preflight check, possible only when the key is in the query string (the beacon form)."""
@@ -199,7 +190,7 @@ class Receiver:
                     f"batch has {len(raws)} messages; the limit is {s.max_batch_events} per request",
                     details={"field": "batch", "limit": s.max_batch_events},
                 )
-            key = key_from_basic_auth(authorization) or wire_batch.writeKey or query_key
+            key = key_from_authorization(authorization, basic=True) or wire_batch.writeKey or query_key
             sent_at, batch_context = wire_batch.sentAt, wire_batch.context
         else:
             if len(data) > s.max_event_bytes:
@@ -208,7 +199,7 @@ class Receiver:
                     details={"field": "body", "limit": s.max_event_bytes},
                 )
             raws = [msgspec.Raw(data)]
-            key = key_from_basic_auth(authorization) or query_key
+            key = key_from_authorization(authorization, basic=True) or query_key
             sent_at, batch_context = None, None
             if key is None:
                 try:

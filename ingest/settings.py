@@ -32,7 +32,6 @@ class Settings:
     lease_ttl_ms: int = 10_000
     fold_partitions: str = "all"
     # Read API
-    events_rate_limit_per_minute: int = 0  # 0 = unlimited
     attribution_rate_limit_per_minute: int = 7
     key_cache_seconds: float = 5.0
     log_level: str = "info"

@@ -6,13 +6,12 @@ Scopes: `write` (ingest), `crm:write`, `events:read`, `contacts:read`, `attribut
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import msgspec
 from redis.asyncio import Redis
 
 from . import keys
@@ -52,15 +51,21 @@ class CreatedWorkspace:
     keys: list[CreatedKey] = field(default_factory=list)
 
 
-def require_grant(grant: KeyGrant | None, scope: str, *, unknown: str) -> KeyGrant:
-    """A resolved key's grant, if it holds `scope`: 401 unknown key, 403 wrong scope or disabled workspace."""
-    if grant is None:
-        raise Unauthorized(unknown)
-    if scope not in grant.scopes:
-        raise Forbidden(f"this key lacks the scope {scope!r}")
-    if grant.workspace.disabled:
-        raise Forbidden("this workspace is disabled")
-    return grant
+def key_from_authorization(header: str | None, *, basic: bool) -> str | None:
+    """The key an `Authorization` header presents: a Bearer token, or (where `basic`) the HTTP Basic username
+    with an empty password, as SDKs and webhook URLs (`https://<key>:@host/…`) send it."""
+    if not header:
+        return None
+    scheme = header[:7].lower()
+    if scheme == "bearer ":
+        return header[7:].strip() or None
+    if basic and scheme[:6] == "basic ":
+        try:
+            user = base64.b64decode(header[6:].strip()).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return user.split(":", 1)[0] or None
+    return None
 
 
 def hash_key(key: str) -> str:
@@ -178,13 +183,18 @@ class WorkspaceRegistry:
         if "timezone" in fields:
             validate_timezone(fields["timezone"])
         await self.redis.hset(keys.workspace(self.prefix, workspace_id), mapping=fields)
-        self._cache.clear()
+        self.forget_cached()
         return await self.get_workspace(workspace_id)
 
     async def set_allowed_origins(self, workspace_id: str, origins: list[str]) -> Workspace:
         """Restrict which website origins may post events (an empty list allows any origin)."""
         normalized = " ".join(dict.fromkeys(normalize_origin(o) for o in origins))
         return await self.update_workspace(workspace_id, allowed_origins=normalized)
+
+    def forget_cached(self) -> None:
+        """Drop the cached grants, after a change to a workspace (this process sees it at once; others within
+        `key_cache_seconds`)."""
+        self._cache.clear()
 
     async def resolve(self, key: str) -> KeyGrant | None:
         """The grant of a presented key, or None. Cached for `key_cache_seconds` (revocation delay)."""
@@ -206,110 +216,16 @@ class WorkspaceRegistry:
         self._cache[h] = (now + self.cache_seconds, grant)
         return grant
 
-
-# ---------------------------------------------------------------- workspace settings (attribution)
-# Read at query time only: no projection depends on them, so changing them needs no log event and a
-# rebuild stays deterministic.
-
-CUSTOM_EVENT_SLOTS = 50
-PROFILE_FIELD_SLOTS = 30
-
-
-class CustomEventName(msgspec.Struct, frozen=True):
-    """What `custom_event_N` stands for: the tracked event name, and the name shown as `configured_name`."""
-
-    event: str
-    configured_name: str
-
-
-class WorkspaceSettings(msgspec.Struct):
-    timezone: str = "UTC"
-    custom_events: dict[int, CustomEventName] = {}  # slot 1–50
-    profile_field_labels: dict[int, str] = {}  # slot 1–30
-
-    def custom_event_slot_of(self, event: str) -> int | None:
-        for slot, ce in sorted(self.custom_events.items()):
-            if ce.event == event:
-                return slot
-        return None
-
-
-class SettingsChange(msgspec.Struct, forbid_unknown_fields=True):
-    """A partial update: `null` in `custom_events` / `profile_field_labels` clears that slot."""
-
-    timezone: str | None = None
-    custom_events: dict[int, CustomEventName | None] = {}
-    profile_field_labels: dict[int, str | None] = {}
-
-
-def _check_slot(kind: str, slot: int, top: int) -> None:
-    if not 1 <= slot <= top:
-        raise InvalidRequest(f"{kind} slot {slot} is outside 1–{top}", details={"field": kind})
-
-
-def validate_settings_change(change: SettingsChange) -> None:
-    if change.timezone is not None:
-        validate_timezone(change.timezone)
-    for slot, ce in change.custom_events.items():
-        _check_slot("custom_events", slot, CUSTOM_EVENT_SLOTS)
-        if ce is not None and (not ce.event.strip() or not ce.configured_name.strip()):
-            raise InvalidRequest(
-                f"custom_event_{slot}: event and configured_name must not be empty",
-                details={"field": "custom_events"},
-            )
-    for slot, label in change.profile_field_labels.items():
-        _check_slot("profile_field_labels", slot, PROFILE_FIELD_SLOTS)
-        if label is not None and not label.strip():
-            raise InvalidRequest(
-                f"profile_field_{slot}: a label must not be empty", details={"field": "profile_field_labels"}
-            )
-
-
-async def read_workspace_settings(redis: Redis, prefix: str, workspace_id: str) -> WorkspaceSettings:
-    pipe = redis.pipeline(transaction=False)
-    pipe.hget(keys.workspace(prefix, workspace_id), "timezone")
-    pipe.hgetall(keys.workspace_settings(prefix, workspace_id))
-    tz, raw = await pipe.execute()
-    out = WorkspaceSettings(timezone=tz.decode() if tz else "UTC")
-    for f, v in sorted(raw.items()):
-        kind, _, slot = f.decode().partition(":")
-        if kind == "custom_event":
-            d = json.loads(v)
-            out.custom_events[int(slot)] = CustomEventName(d["event"], d["configured_name"])
-        elif kind == "profile_field":
-            out.profile_field_labels[int(slot)] = v.decode()
-    return out
-
-
-async def change_workspace_settings(
-    registry: WorkspaceRegistry, workspace_id: str, change: SettingsChange
-) -> WorkspaceSettings:
-    """Apply a partial settings change atomically (MULTI/EXEC) and return the settings after it."""
-    validate_settings_change(change)
-    await registry.get_workspace(workspace_id)
-    prefix, redis = registry.prefix, registry.redis
-    key = keys.workspace_settings(prefix, workspace_id)
-    sets: dict[str, str] = {}
-    dels: list[str] = []
-    for slot, ce in sorted(change.custom_events.items()):
-        if ce is None:
-            dels.append(f"custom_event:{slot}")
-        else:
-            sets[f"custom_event:{slot}"] = json.dumps(
-                {"event": ce.event, "configured_name": ce.configured_name}
-            )
-    for slot, label in sorted(change.profile_field_labels.items()):
-        if label is None:
-            dels.append(f"profile_field:{slot}")
-        else:
-            sets[f"profile_field:{slot}"] = label
-    pipe = redis.pipeline(transaction=True)
-    if change.timezone is not None:
-        pipe.hset(keys.workspace(prefix, workspace_id), "timezone", change.timezone)
-    if dels:
-        pipe.hdel(key, *dels)
-    if sets:
-        pipe.hset(key, mapping=sets)
-    await pipe.execute()
-    registry._cache.clear()
-    return await read_workspace_settings(redis, prefix, workspace_id)
+    async def authorize(self, key: str | None, scope: str, *, missing: str, unknown: str) -> KeyGrant:
+        """The grant of a presented key that holds `scope`: 401 with `missing` when there is no key, 401 with
+        `unknown` for a key we do not know, 403 for a key without the scope or of a disabled workspace."""
+        if not key:
+            raise Unauthorized(missing)
+        grant = await self.resolve(key)
+        if grant is None:
+            raise Unauthorized(unknown)
+        if scope not in grant.scopes:
+            raise Forbidden(f"this key lacks the scope {scope!r}")
+        if grant.workspace.disabled:
+            raise Forbidden("this workspace is disabled")
+        return grant

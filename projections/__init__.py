@@ -1,5 +1,8 @@
 """The fold: log entries → read projections in Redis, committed atomically with the checkpoint.
 
-One module per projection (`apply_*` builds key updates, `read_*` answers queries); `applier` consumes the
-log through FastStream; `rebuild` replays the log into a fresh key namespace and compares digests.
+One subpackage per projection, each owning its keys (`keys.py`), its fold step (`apply_*`) and its reads
+(`read_*`): `events` (indices, text index, list query), `counters` (cube and stats), `identity` (contacts and
+companies), `touchpoints` (chains, conversions, attribution). `fold` holds the machinery: appliers, the batch
+fold and its commit, rebuild, progress. Beneath them all: `keyspace`, `located` (events with their log
+position), `updates` (a batch's key changes) and `scripts` (the Lua loader).
 """

@@ -6,33 +6,18 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-import msgspec
+from .scripts import Script
 
 # A batch touches hundreds of keys (one ZADD per index key, one HINCRBY per counter cell). Queued one by one
 # in MULTI, each costs a request and a QUEUED reply parsed in Python; instead the whole batch goes to the
-# server as a few calls of this script, which runs the commands in C-land. Its one argument is a msgpack
-# array of commands `[name, key, args…]` (one string to pack and parse instead of millions of arguments);
-# a `HINCRBY` command carries many `field, increment` pairs and runs as one HINCRBY per pair, in order.
+# server as a few calls of `apply_updates-1.lua`, which runs the commands in C-land: one msgpack array of
+# commands `[name, key, args…]` (one string to pack and parse instead of millions of arguments).
 # Arguments are strings, but ZADD scores travel as msgpack numbers: the script hands them to ZADD as the
 # shortest text that reads back as the same double, so the stored scores are those of the string form.
 # (Same transaction, same atomicity: the calls sit inside the MULTI.)
-APPLY_COMMANDS = """
-for _, cmd in ipairs(cmsgpack.unpack(ARGV[1])) do
-  if cmd[1] == 'HINCRBY' then
-    local key = cmd[2]
-    for i = 3, #cmd, 2 do
-      redis.call('HINCRBY', key, cmd[i], cmd[i + 1])
-    end
-  else
-    redis.call(unpack(cmd))
-  end
-end
-return 0
-"""
+APPLY_UPDATES = Script(__package__, "apply_updates-1.lua")
 MAX_COMMAND_ARGS = 4000  # Lua's unpack limit is near 8000; a longer command is split into several
 MAX_SCRIPT_ARGS = 200_000  # arguments per script call, so one request stays a few MB at most
-
-_encoder = msgspec.msgpack.Encoder()
 
 
 def _emit(out: list[list[Any]], cmd: list[Any], width: int, head: int = 2) -> None:
@@ -123,7 +108,7 @@ class Updates:
         return out
 
     def queue(self, pipe: Any, route_key: str | None = None) -> None:
-        """Queue every update on a (transactional) pipeline as a few APPLY_COMMANDS calls.
+        """Queue every update on a (transactional) pipeline as a few `APPLY_UPDATES` calls.
 
         `route_key` (default: the first key updated) is declared to the script so a cluster routes it to
         the partition's slot; every key of a batch shares that slot."""
@@ -134,10 +119,10 @@ class Updates:
         start = size = 0
         for i, cmd in enumerate(commands):
             if size + len(cmd) > MAX_SCRIPT_ARGS and i > start:
-                pipe.eval(APPLY_COMMANDS, 1, route_key, _encoder.encode(commands[start:i]))
+                APPLY_UPDATES.queue(pipe, [route_key], commands=commands[start:i])
                 start, size = i, 0
             size += len(cmd)
-        pipe.eval(APPLY_COMMANDS, 1, route_key, _encoder.encode(commands[start:]))
+        APPLY_UPDATES.queue(pipe, [route_key], commands=commands[start:])
 
     def __len__(self) -> int:
         return (

@@ -29,7 +29,7 @@ from api.app import create_app
 from api.embedded import EmbeddedValkey, free_port
 from ingest.settings import Settings
 from ingest.workspaces import WorkspaceRegistry
-from projections.progress import wait_until_folded
+from projections.fold.progress import wait_until_folded
 
 
 @pytest.fixture(scope="session")

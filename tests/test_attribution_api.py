@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from api.workspace_settings import CustomEventName, SettingsChange, change_workspace_settings
 from ingest.log import EventLog
-from ingest.workspaces import CustomEventName, SettingsChange, WorkspaceRegistry, change_workspace_settings
-from projections.rebuild import rebuild_and_compare
+from ingest.workspaces import WorkspaceRegistry
+from projections.fold.rebuild import rebuild_and_compare
 
 from .attribution_helpers import event, load, ms, page, track
 from .conftest import make_settings

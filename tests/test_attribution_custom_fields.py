@@ -8,7 +8,7 @@ import pytest
 
 from api.custom_fields import parse_custom_field_filters, profile_matches
 from api.errors import AttributionError
-from ingest.workspaces import WorkspaceSettings
+from api.workspace_settings import WorkspaceSettings
 
 from .attribution_helpers import identify_event, load, ms, track
 
@@ -181,8 +181,9 @@ def test_more_than_ten_filters_are_422():
 async def test_api_filters_conversions_by_their_contacts_fields(
     app, client, settings, redis, workspace, folded
 ):
+    from api.workspace_settings import SettingsChange, change_workspace_settings
     from ingest.log import EventLog
-    from ingest.workspaces import SettingsChange, WorkspaceRegistry, change_workspace_settings
+    from ingest.workspaces import WorkspaceRegistry
 
     reg = WorkspaceRegistry(redis, settings)
     await change_workspace_settings(reg, workspace.id, SettingsChange(profile_field_labels={5: "Plan"}))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.attribution import MODELS, WINDOWS_DAYS, attribute
+from projections.touchpoints import MODELS, WINDOWS_DAYS, attribute
 
 DAY = 86_400_000
 PAID = {"google_ads", "facebook_ads", "bing_ads", "tiktok_ads"}

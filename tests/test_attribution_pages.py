@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from api.workspace_settings import SettingsChange, change_workspace_settings
 from ingest import keys as ingest_keys
 from ingest.log import EventLog
-from ingest.workspaces import SettingsChange, WorkspaceRegistry, change_workspace_settings
-from projections.keys import Keyspace
+from ingest.workspaces import WorkspaceRegistry
+from projections.keyspace import Keyspace
 from projections.touchpoints import AttributionQuery, read_attribution_rows
 
 from .attribution_helpers import load, ms, track

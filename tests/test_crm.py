@@ -67,8 +67,8 @@ async def test_sync_upserts_contacts_companies_and_records_activities(client, wo
 
 async def test_resending_the_same_sync_changes_nothing(client, workspace, folded, settings, redis):
     from ingest import keys as log_keys
-    from projections.keys import Keyspace
-    from projections.rebuild import digest
+    from projections.fold.rebuild import digest
+    from projections.keyspace import Keyspace
 
     body = {"crm": "hubspot", "contacts": [ADA], "companies": [ENGINES], "activities": [DEAL]}
     await sync(client, workspace, body)

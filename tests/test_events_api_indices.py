@@ -8,11 +8,13 @@ from ingest import keys as log_keys
 from ingest.ids import event_id, ulids
 from ingest.log import EventLog
 from ingest.schema import Event
-from projections import keys
-from projections.counters import StatsQuery, day_of, move_identified_counts, read_stats
-from projections.events import Located, apply_events, is_identified, parse_member
-from projections.keys import Keyspace
-from projections.rebuild import rebuild_and_compare
+from projections.counters import StatsQuery, day_of, read_stats
+from projections.counters.cube import move_identified_counts
+from projections.events import apply_events
+from projections.events import keys as event_keys
+from projections.fold.rebuild import rebuild_and_compare
+from projections.keyspace import Keyspace
+from projections.located import Located, is_identified, parse_member
 from projections.updates import Updates
 
 T0 = 1_777_000_000_000  # 2026-04-24
@@ -55,11 +57,14 @@ async def test_identified_anonymous_and_received_indices_follow_the_fold(
     await append(redis, settings, workspace, events)
     await folded()
     ks = keyspace(settings, workspace)
-    idf = [parse_member(m)[0] for m in await redis.zrange(keys.index_identified(ks, workspace.id), 0, -1)]
-    anon = [
-        parse_member(m)[0] for m in await redis.zrange(keys.index_anonymous(ks, workspace.id, "a1"), 0, -1)
+    idf = [
+        parse_member(m)[0] for m in await redis.zrange(event_keys.index_identified(ks, workspace.id), 0, -1)
     ]
-    rcv = await redis.zrange(keys.index_received(ks, workspace.id), 0, -1, withscores=True)
+    anon = [
+        parse_member(m)[0]
+        for m in await redis.zrange(event_keys.index_anonymous(ks, workspace.id, "a1"), 0, -1)
+    ]
+    rcv = await redis.zrange(event_keys.index_received(ks, workspace.id), 0, -1, withscores=True)
     # a1's earlier event is identified retroactively: a1 was linked to u1's contact in the same fold step
     assert idf == [ids[0], ids[1], ids[2]]
     assert anon == [ids[0], ids[1]]
@@ -74,8 +79,8 @@ def test_a_resolved_contact_indexes_the_event_under_the_contact_and_as_identifie
     assert is_identified(loc)
     u = Updates()
     apply_events(u, ks, "w1", [loc])
-    assert u.zadd[keys.index_contact(ks, "w1", "ct_1")] == {loc.member: T0}
-    assert u.zadd[keys.index_identified(ks, "w1")] == {loc.member: T0}
+    assert u.zadd[event_keys.index_contact(ks, "w1", "ct_1")] == {loc.member: T0}
+    assert u.zadd[event_keys.index_identified(ks, "w1")] == {loc.member: T0}
 
 
 async def test_moving_counts_to_identified_keeps_totals(app, redis, settings, workspace, folded):

@@ -18,9 +18,9 @@ from ingest import keys as log_keys
 from ingest.ids import event_id, ulids
 from ingest.log import EventLog, entry_fields
 from ingest.schema import Event
-from projections import keys
-from projections.keys import Keyspace
-from projections.rebuild import rebuild_and_compare
+from projections.fold.rebuild import rebuild_and_compare
+from projections.identity import keys as identity_keys
+from projections.keyspace import Keyspace
 
 T0 = 1_776_000_000_000  # 2026-04-12T13:20Z
 HOUR = 3_600_000
@@ -234,7 +234,7 @@ async def loaded(app, redis, settings, workspace, folded) -> list[Row]:
     ks = Keyspace(settings.key_prefix, log.partition(workspace.id))
     contact_of = {
         k.decode(): v.decode()
-        for k, v in (await redis.hgetall(keys.event_contacts(ks, workspace.id))).items()
+        for k, v in (await redis.hgetall(identity_keys.event_contacts(ks, workspace.id))).items()
     }
     rows = [replace(r, contact=contact_of.get(r.id[4:])) for r in rows]
     assert sum(r.contact is not None for r in rows) > len(rows) // 10

@@ -9,14 +9,16 @@ import msgspec
 import pytest
 
 from ingest import keys as log_keys
-from ingest.errors import FenceLost
 from ingest.log import EventLog
-from projections import keys
-from projections.applier import Applier, consumer_name, ensure_group, ensure_projection_format
-from projections.fold import GROUP, Fence, fold_entries, read_checkpoint
-from projections.keys import Keyspace
-from projections.progress import checkpoints, log_heads, wait_until_folded
-from projections.rebuild import digest, rebuild_and_compare
+from projections.counters import keys as counter_keys
+from projections.errors import FenceLost
+from projections.events import keys as event_keys
+from projections.fold import keys as fold_keys
+from projections.fold.applier import Applier, consumer_name, ensure_group, ensure_projection_format
+from projections.fold.fold import GROUP, Fence, fold_entries, read_checkpoint
+from projections.fold.progress import checkpoints, log_heads, wait_until_folded
+from projections.fold.rebuild import digest, rebuild_and_compare
+from projections.keyspace import Keyspace
 
 from .conftest import fold_process
 from .factories import append_events, make_events
@@ -57,26 +59,26 @@ async def test_a_stale_owner_cannot_commit(settings, redis):
     log = EventLog(redis, settings)
     await append_events(log, "ws_b", make_events(50, seed=3))
     ks = ks_of(settings, "ws_b")
-    await redis.set(keys.fence_owner(ks), "the-new-owner")
+    await redis.set(fold_keys.fence_owner(ks), "the-new-owner")
     with pytest.raises(FenceLost):
         await fold_entries(
             redis, ks, await read_all(redis, settings, ks), fence=Fence("the-old-owner"), ack_group=None
         )
     assert await read_checkpoint(redis, ks) is None
-    assert await redis.exists(keys.index_all(ks, "ws_b")) == 0
+    assert await redis.exists(event_keys.index_all(ks, "ws_b")) == 0
 
 
 async def test_lease_renewals_during_commits_do_not_abort_them(settings, redis):
     log = EventLog(redis, settings)
     ks = ks_of(settings, "ws_r")
-    await redis.set(keys.fence_owner(ks), "me")
-    await redis.set(keys.fence_epoch(ks), 7)
+    await redis.set(fold_keys.fence_owner(ks), "me")
+    await redis.set(fold_keys.fence_epoch(ks), 7)
     stop = asyncio.Event()
 
     async def renew_constantly() -> int:
         n = 0
         while not stop.is_set():
-            await redis.pexpire(keys.fence_owner(ks), 60_000)
+            await redis.pexpire(fold_keys.fence_owner(ks), 60_000)
             n += 1
         return n
 
@@ -107,7 +109,7 @@ async def test_poison_entry_goes_to_dead_letters_and_the_fold_moves_on(settings,
     dlq = await redis.xrange(log_keys.dead_letters(settings.key_prefix, ks.partition))
     reasons = [fields[b"reason"].decode() for _, fields in dlq]
     assert "cannot decode" in reasons[0] and "unknown log entry version" in reasons[1]
-    assert await redis.zcard(keys.index_all(ks, "ws_c")) == 20
+    assert await redis.zcard(event_keys.index_all(ks, "ws_c")) == 20
 
 
 async def test_pending_entries_of_a_crashed_consumer_are_drained_first(settings, redis):
@@ -120,7 +122,7 @@ async def test_pending_entries_of_a_crashed_consumer_are_drained_first(settings,
     delivered = await redis.xreadgroup(GROUP, consumer_name(ks.partition), {stream: ">"}, count=3)
     assert len(delivered[0][1]) == 3
     await fold_until_caught_up(redis, settings, partitions=[ks.partition])
-    assert await redis.zcard(keys.index_all(ks, "ws_d")) == len(
+    assert await redis.zcard(event_keys.index_all(ks, "ws_d")) == len(
         {e.message_id for e in make_events(500, seed=6)}
     )
     assert (await redis.xpending(stream, GROUP))["pending"] == 0
@@ -142,16 +144,16 @@ async def test_projections_of_an_older_format_are_folded_again_from_the_log(sett
     await fold_until_caught_up(redis, settings, partitions=[ks.partition])
     expected = await digest(redis, ks)
     # what an older version left: no format stamp, a key this version no longer writes, one index damaged
-    await redis.delete(keys.projection_format(ks))
+    await redis.delete(fold_keys.projection_format(ks))
     stale = f"{ks.base}:w:ws_f:evt"
     await redis.hset(stale, "01AAAAAAAAAAAAAAAAAAAAAAAA", "1-0:0")
-    await redis.zremrangebyrank(keys.index_all(ks, "ws_f"), 0, 9)
+    await redis.zremrangebyrank(event_keys.index_all(ks, "ws_f"), 0, 9)
     assert await digest(redis, ks) != expected
     applier = Applier(redis, settings, partitions=[ks.partition])
     await applier.start()
     try:
         await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
-        assert await redis.get(keys.projection_format(ks)) == keys.PROJECTION_FORMAT.encode()
+        assert await redis.get(fold_keys.projection_format(ks)) == fold_keys.PROJECTION_FORMAT.encode()
         assert not await redis.exists(stale)
         assert await digest(redis, ks) == expected
         # stamped now: the next owner keeps what is there
@@ -200,12 +202,12 @@ async def test_sigkill_mid_fold_then_restart_equals_a_run_without_the_kill(setti
         assert live == rebuilt, f"partition {p}: crash-and-restart differs from a clean replay"
     for ws in workspaces:
         ks = ks_of(settings, ws)
-        n = await redis.zcard(keys.index_all(ks, ws))
+        n = await redis.zcard(event_keys.index_all(ks, ws))
         total += n
         counted = 0
-        for day in await redis.zrange(keys.counter_days(ks, ws), 0, -1):
+        for day in await redis.zrange(counter_keys.counter_days(ks, ws), 0, -1):
             counted += sum(
-                int(v) for v in (await redis.hgetall(keys.counter_day(ks, ws, day.decode()))).values()
+                int(v) for v in (await redis.hgetall(counter_keys.counter_day(ks, ws, day.decode()))).values()
             )
         assert counted == n
     assert total == expected_unique

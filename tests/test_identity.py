@@ -9,9 +9,9 @@ import httpx
 
 from ingest import keys as log_keys
 from ingest.workspaces import WorkspaceRegistry
-from projections import keys
-from projections.keys import Keyspace
-from projections.rebuild import rebuild_and_compare
+from projections.fold.rebuild import rebuild_and_compare
+from projections.identity import keys as identity_keys
+from projections.keyspace import Keyspace
 
 from .conftest import WorkspaceKeys
 
@@ -309,5 +309,5 @@ async def test_identity_keys_live_in_the_workspace_namespace(client, workspace, 
     await send(client, workspace, msg("identify", userId="u1", anonymousId="a1"))
     await folded()
     ks = ks_of(settings, workspace)
-    assert await redis.hget(keys.identity_map(ks, workspace.id, "u"), "u1") is not None
-    assert await redis.hget(keys.identity_map(ks, workspace.id, "a"), "a1") is not None
+    assert await redis.hget(identity_keys.identity_map(ks, workspace.id, "u"), "u1") is not None
+    assert await redis.hget(identity_keys.identity_map(ks, workspace.id, "a"), "a1") is not None

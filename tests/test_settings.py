@@ -6,7 +6,7 @@ import pytest
 
 from api.cli import _settings, build_parser
 from ingest.settings import Settings, parse_partition_set
-from projections.applier import chunk_entries
+from projections.fold.applier import chunk_entries
 
 
 def test_environment_variables_fill_settings():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.touchpoints import (
+from projections.touchpoints.classify import (
     AD_HIERARCHY_PARAMS,
     CLICK_ID_RULES,
     REFERRER_RULES,

@@ -7,7 +7,8 @@ import json
 from contextlib import redirect_stdout
 
 from api.cli import main as cli_main
-from ingest.workspaces import WorkspaceRegistry, read_workspace_settings
+from api.workspace_settings import read_workspace_settings
+from ingest.workspaces import WorkspaceRegistry
 
 
 async def admin_key(settings, redis, workspace) -> str:

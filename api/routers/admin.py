@@ -3,23 +3,22 @@ field labels) with an API key holding the `admin` scope."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from ingest.errors import InvalidRequest
-from ingest.workspaces import (
+
+from ..deps import AdminTenant, ServicesDep
+from ..workspace_settings import (
     SettingsChange,
     WorkspaceSettings,
     change_workspace_settings,
     read_workspace_settings,
 )
 
-from ..deps import ServicesDep, Tenant, require_scope
-
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
-AdminTenant = Annotated[Tenant, Depends(require_scope("admin"))]
 _change_decoder = msgspec.json.Decoder(SettingsChange)
 
 

@@ -11,26 +11,32 @@ import hashlib
 import hmac
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import msgspec
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from ingest import keys as ingest_keys
 from ingest.errors import Forbidden, InvalidRequest, RateLimited, StreamfoldError, Unauthorized
 from ingest.ids import new_token
-from ingest.touchpoints import AD_FIELDS, SOURCES
-from ingest.workspaces import CUSTOM_EVENT_SLOTS, WorkspaceSettings, read_workspace_settings
-from projections import keys as proj_keys
-from projections.attribution import MODELS, WINDOWS_DAYS
-from projections.touchpoints import AttributionQuery, ChainResolver, Row, read_attribution_rows
+from projections.fold.fold import read_checkpoint
+from projections.touchpoints import (
+    AD_FIELDS,
+    MODELS,
+    SOURCES,
+    WINDOWS_DAYS,
+    AttributionQuery,
+    ChainResolver,
+    Row,
+    read_attribution_rows,
+)
 
+from .. import keys
 from ..custom_fields import FieldFilter, parse_custom_field_filters, profile_matches
-from ..deps import Services, Tenant, get_services, require_scope
+from ..deps import Services, ServicesDep, Tenant, require_scope
 from ..errors import AttributionError
-from ..ratelimit import RateLimiter
+from ..workspace_settings import CUSTOM_EVENT_SLOTS, WorkspaceSettings, read_workspace_settings
 
 router = APIRouter(prefix="/public-api/v1", tags=["attribution"])
 
@@ -41,7 +47,6 @@ STANDARD_EVENTS = (
 )  # fmt: skip
 CUSTOM_EVENTS = tuple(f"custom_event_{n}" for n in range(1, CUSTOM_EVENT_SLOTS + 1))
 EVENT_NAMES = frozenset(STANDARD_EVENTS + CUSTOM_EVENTS)
-ALWAYS_FIELDS = ("id", "event_time_utc")
 PLAIN_FIELDS = (
     "profile_id", "company_id", "space_id", "event_name", "configured_name", "amount", "is_upsell",
     "order_id", "order_name", "event_url",
@@ -63,20 +68,25 @@ _authenticate = require_scope("attribution:read")
 
 
 async def attribution_tenant(request: Request) -> Tenant:
+    """The key's workspace; its errors in the attribution API's shape."""
     try:
         return await _authenticate(request)
     except (Unauthorized, Forbidden) as exc:
         raise AttributionError(exc) from exc
 
 
-def limiter_of(request: Request, services: Services) -> RateLimiter:
-    """The app's attribution limiter (made on first use; its state lives in Redis, not here)."""
-    lim = getattr(request.app.state, "attribution_limiter", None)
-    if lim is None or lim.redis is not services.redis:
-        s = services.settings
-        lim = RateLimiter(services.redis, s.key_prefix, "attribution", s.attribution_rate_limit_per_minute)
-        request.app.state.attribution_limiter = lim
-    return lim
+AttributionReader = Annotated[Tenant, Depends(attribution_tenant)]
+
+
+async def attribution_quota(tenant: AttributionReader, services: ServicesDep, response: Response) -> None:
+    """Count the request against the workspace's per-minute budget (invalid requests count too)."""
+    decision = await services.attribution_limiter.hit(tenant.id)
+    if not decision.allowed:
+        limited = RateLimited(
+            "Too Many Attempts.", retry_after=decision.retry_after_s, headers=decision.headers()
+        )
+        raise AttributionError(limited)
+    response.headers.update(decision.headers())
 
 
 # ---------------------------------------------------------------- parameters
@@ -231,7 +241,7 @@ _cursor_dec = msgspec.msgpack.Decoder(CursorBody)
 
 
 async def cursor_secret(services: Services) -> bytes:
-    key = ingest_keys.cursor_secret(services.settings.key_prefix)
+    key = keys.cursor_secret(services.settings.key_prefix)
     await services.redis.set(key, new_token(32), nx=True)
     return (await services.redis.get(key)) or b""
 
@@ -324,17 +334,10 @@ def row_document(row: Row, fields: list[str], attributed: bool, ctx: dict[str, A
     return doc
 
 
-@router.get("/events", summary="List Events (attribution)")
-async def list_attribution_events(request: Request, response: Response) -> dict[str, Any]:
-    services = get_services(request)
-    tenant = await attribution_tenant(request)
-    decision = await limiter_of(request, services).hit(tenant.id)
-    if not decision.allowed:
-        exc = RateLimited("Too Many Attempts.", retry_after=decision.retry_after_s)
-        exc.headers = decision.headers()  # type: ignore[attr-defined]
-        raise AttributionError(exc)
-    for k, v in decision.headers().items():
-        response.headers[k] = v
+@router.get("/events", summary="List Events (attribution)", dependencies=[Depends(attribution_quota)])
+async def list_attribution_events(
+    request: Request, tenant: AttributionReader, services: ServicesDep
+) -> dict[str, Any]:
     try:
         return await _list(request, services, tenant)
     except AttributionError:
@@ -358,8 +361,7 @@ async def _list(request: Request, services: Services, tenant: Tenant) -> dict[st
         else:
             before = (cur.member, cur.pos)
     else:
-        raw = await redis.get(proj_keys.checkpoint(tenant.ks))
-        snapshot = raw.decode() if raw else "0-0"
+        snapshot = await read_checkpoint(redis, tenant.ks) or "0-0"
     names, api_names = event_selection(ws, p.event_names)
     q = AttributionQuery(
         start_ms=p.start_ms,

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from redis.asyncio import Redis
 
 from ingest.errors import NotFound
-from projections import keys
-from projections.contacts import (
+from projections.events import read_contact_event_counts
+from projections.identity import (
     CompanyDoc,
-    ContactDoc,
+    Person,
     read_companies,
     read_company_contact_ids,
-    read_company_ids_of_contacts,
     read_company_page,
-    read_contact_page,
-    read_contacts,
+    read_people,
+    read_people_page,
 )
-from projections.keys import Keyspace
+from projections.keyspace import Keyspace
 
 from ..deps import ContactsReader, ServicesDep
+from ..render import iso_ms, pagination
 
 contacts_router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 companies_router = APIRouter(prefix="/v1/companies", tags=["companies"])
@@ -32,17 +31,14 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Results per page (1–10
 SortDir = Annotated[Literal["asc", "desc"], Query(description="By creation time.")]
 
 
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 def company_summary(co: CompanyDoc | None) -> dict[str, Any] | None:
     if co is None:
         return None
     return {"_id": co.id, "name": co.fields.get("name"), "domain": co.fields.get("domain")}
 
 
-def contact_document(c: ContactDoc, company: CompanyDoc | None, events_count: int) -> dict[str, Any]:
+def contact_document(p: Person, events_count: int) -> dict[str, Any]:
+    c = p.contact
     f = c.fields
     return {
         "_id": c.id,
@@ -51,7 +47,7 @@ def contact_document(c: ContactDoc, company: CompanyDoc | None, events_count: in
         "lastname": f.get("lastname"),
         "phone": f.get("phone"),
         "title": f.get("title"),
-        "company": company_summary(company),
+        "company": company_summary(p.company),
         "custom_fields": {k: v for k, v in sorted(f.items()) if k.startswith("profile_field_")},
         "user_ids": c.user_ids,
         "anonymous_ids": c.anonymous_ids,
@@ -83,22 +79,15 @@ def company_document(co: CompanyDoc, contact_ids: list[str]) -> dict[str, Any]:
 
 
 async def _contact_documents(
-    redis: Redis, ks: Keyspace, workspace: str, docs: list[ContactDoc]
+    redis: Redis, ks: Keyspace, workspace: str, people: list[Person]
 ) -> list[dict[str, Any]]:
-    company_of = await read_company_ids_of_contacts(redis, ks, workspace, docs)
-    companies = await read_companies(redis, ks, workspace, list(company_of.values()))
-    pipe = redis.pipeline(transaction=False)
-    for c in docs:
-        pipe.zcard(keys.index_contact(ks, workspace, c.id))
-    counts = await pipe.execute() if docs else []
-    return [
-        contact_document(c, companies.get(company_of.get(c.id, "")), int(n))
-        for c, n in zip(docs, counts, strict=True)
-    ]
+    counts = await read_contact_event_counts(redis, ks, workspace, [p.contact.id for p in people])
+    return [contact_document(p, n) for p, n in zip(people, counts, strict=True)]
 
 
-def _pagination(page: int, limit: int, total: int) -> dict[str, int]:
-    return {"page": page, "limit": limit, "total_pages": -(-total // limit), "total_items": total}
+def _window(page: int, limit: int, sort_dir: str) -> dict[str, Any]:
+    """Which slice of a list a page is."""
+    return {"offset": (page - 1) * limit, "limit": limit, "descending": sort_dir == "desc"}
 
 
 @contacts_router.get("")
@@ -110,25 +99,19 @@ async def list_contacts(
     sort_dir: SortDir = "desc",
 ) -> dict[str, Any]:
     """Contacts, newest first by default, each with its company and events count."""
-    total, docs = await read_contact_page(
-        services.redis,
-        tenant.ks,
-        tenant.id,
-        offset=(page - 1) * limit,
-        limit=limit,
-        descending=sort_dir == "desc",
-    )
+    redis = services.redis
+    total, people = await read_people_page(redis, tenant.ks, tenant.id, **_window(page, limit, sort_dir))
     return {
         "status": "success",
-        "contacts": await _contact_documents(services.redis, tenant.ks, tenant.id, docs),
-        "pagination": _pagination(page, limit, total),
+        "contacts": await _contact_documents(redis, tenant.ks, tenant.id, people),
+        "pagination": pagination(page, limit, total),
     }
 
 
 @contacts_router.get("/{contact_id}")
 async def get_contact(contact_id: str, tenant: ContactsReader, services: ServicesDep) -> dict[str, Any]:
     """One contact; an id merged into another contact answers with the surviving contact."""
-    found = await read_contacts(services.redis, tenant.ks, tenant.id, [contact_id])
+    found = await read_people(services.redis, tenant.ks, tenant.id, [contact_id])
     if contact_id not in found:
         raise NotFound(f"contact {contact_id!r} not found", details={"contact_id": contact_id})
     (doc,) = await _contact_documents(services.redis, tenant.ks, tenant.id, [found[contact_id]])
@@ -143,21 +126,16 @@ async def list_companies(
     limit: Limit = 20,
     sort_dir: SortDir = "desc",
 ) -> dict[str, Any]:
-    total, docs = await read_company_page(
-        services.redis,
-        tenant.ks,
-        tenant.id,
-        offset=(page - 1) * limit,
-        limit=limit,
-        descending=sort_dir == "desc",
-    )
+    """Companies, newest first by default, each with its contacts count."""
+    redis = services.redis
+    total, docs = await read_company_page(redis, tenant.ks, tenant.id, **_window(page, limit, sort_dir))
     return {
         "status": "success",
         "companies": [
-            company_document(co, await read_company_contact_ids(services.redis, tenant.ks, tenant.id, co))
+            company_document(co, await read_company_contact_ids(redis, tenant.ks, tenant.id, co))
             for co in docs
         ],
-        "pagination": _pagination(page, limit, total),
+        "pagination": pagination(page, limit, total),
     }
 
 

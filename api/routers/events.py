@@ -6,32 +6,26 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import msgspec
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from ingest.errors import InvalidRequest, NotFound
 from ingest.schema import Event
-from projections.contacts import Enrichment, read_contact_ids_of_events, read_enrichments
-from projections.counters import GroupBy, StatsQuery, read_stats
-from projections.event_query import EventQuery, SortBy, event_ids_of, find_event_page, read_members
-from projections.events import read_event, read_event_types
+from projections.counters import GroupBy, StatsQuery, list_count, read_stats
+from projections.events import (
+    EventQuery,
+    SortBy,
+    event_ids_of,
+    find_event_page,
+    read_event,
+    read_event_types,
+    read_members,
+)
+from projections.identity import NO_ENRICHMENT, Enrichment, read_contact_ids_of_events, read_enrichments
 
 from ..deps import EventsReader, ServicesDep
+from ..render import FastJSON, iso_ms, pagination
 
-
-class EventsJSON(JSONResponse):
-    """JSON rendered by msgspec: a 100-event page serializes in microseconds, not FastAPI's milliseconds."""
-
-    def render(self, content: Any) -> bytes:
-        return msgspec.json.encode(content)
-
-
-router = APIRouter(prefix="/v1/events", tags=["events"], default_response_class=EventsJSON)
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+router = APIRouter(prefix="/v1/events", tags=["events"], default_response_class=FastJSON)
 
 
 def parse_when(value: str | None, param: str) -> int | None:
@@ -59,9 +53,6 @@ def event_data(e: Event) -> dict[str, Any]:
         data["path"] = e.path
     data.update(e.properties)
     return data
-
-
-NO_ENRICHMENT = Enrichment(None, None, None)
 
 
 def event_document(e: Event, enrichment: Enrichment = NO_ENRICHMENT, *, full: bool = False) -> dict[str, Any]:
@@ -128,7 +119,7 @@ async def list_events(
     sort_dir: Literal["asc", "desc"] = "desc",
     count_only: BoolParam = False,
     fields: Literal["summary"] | None = None,
-) -> EventsJSON:
+) -> FastJSON:
     q = EventQuery(
         event_type=event_type,
         domain=domain.lower() if domain else None,
@@ -143,41 +134,44 @@ async def list_events(
         offset=(page - 1) * limit,
         limit=limit,
     )
-    total, members = await find_event_page(services.redis, tenant.ks, tenant.id, q, count_only=count_only)
+    redis = services.redis
+    total, members = await find_event_page(
+        redis,
+        tenant.ks,
+        tenant.id,
+        q,
+        count_only=count_only,
+        count=list_count(redis, tenant.ks, tenant.id, q),
+    )
     if count_only:
-        return EventsJSON({"status": "success", "count": total})
+        return FastJSON({"status": "success", "count": total})
     # the events from the log and their contacts from the projections, at once
     ids = event_ids_of(members)
     if fields == "summary":
         events, contact_of = await asyncio.gather(
-            read_members(services.log, tenant.ks, members),
-            read_contact_ids_of_events(services.redis, tenant.ks, tenant.id, ids),
+            read_members(redis, tenant.ks, members),
+            read_contact_ids_of_events(redis, tenant.ks, tenant.id, ids),
         )
         docs = [event_summary(e, contact_of.get(e.id)) for e in events]
     else:
         events, enriched = await asyncio.gather(
-            read_members(services.log, tenant.ks, members),
-            read_enrichments(services.redis, tenant.ks, tenant.id, ids),
+            read_members(redis, tenant.ks, members),
+            read_enrichments(redis, tenant.ks, tenant.id, ids),
         )
         docs = [event_document(e, enriched[e.id]) for e in events]
-    return EventsJSON(
+    return FastJSON(
         {
             "status": "success",
             "events": docs,
-            "pagination": {
-                "page": page,
-                "limit": limit,
-                "total_pages": -(-total // limit),
-                "total_items": total,
-            },
+            "pagination": pagination(page, limit, total),
         }
     )
 
 
 @router.get("/types")
-async def list_event_types(tenant: EventsReader, services: ServicesDep) -> EventsJSON:
+async def list_event_types(tenant: EventsReader, services: ServicesDep) -> FastJSON:
     types = await read_event_types(services.redis, tenant.ks, tenant.id)
-    return EventsJSON({"status": "success", "types": types, "total_items": len(types)})
+    return FastJSON({"status": "success", "types": types, "total_items": len(types)})
 
 
 @router.get("/stats")
@@ -190,7 +184,7 @@ async def event_stats(
     date_before: str | None = None,
     identified_only: BoolParam = False,
     group_by: GroupBy | None = None,
-) -> EventsJSON:
+) -> FastJSON:
     q = StatsQuery(
         event_type=event_type,
         domain=domain.lower() if domain else None,
@@ -207,13 +201,13 @@ async def event_stats(
         stats["by_domain"] = s.by_domain
     if group_by in (None, "day"):
         stats["by_day"] = s.by_day
-    return EventsJSON({"status": "success", "stats": stats})
+    return FastJSON({"status": "success", "stats": stats})
 
 
 @router.get("/{event_id}")
-async def get_event(event_id: str, tenant: EventsReader, services: ServicesDep) -> EventsJSON:
-    e = await read_event(services.redis, services.log, tenant.ks, tenant.id, event_id)
+async def get_event(event_id: str, tenant: EventsReader, services: ServicesDep) -> FastJSON:
+    e = await read_event(services.redis, tenant.ks, tenant.id, event_id)
     if e is None:
         raise NotFound(f"event {event_id!r} not found", details={"event_id": event_id})
     enriched = await read_enrichments(services.redis, tenant.ks, tenant.id, [e.id])
-    return EventsJSON({"status": "success", "event": event_document(e, enriched[e.id], full=True)})
+    return FastJSON({"status": "success", "event": event_document(e, enriched[e.id], full=True)})

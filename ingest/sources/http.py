@@ -16,27 +16,27 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import InvalidRequest, NotFound, StreamfoldError, Unauthorized, Unavailable
+from ..errors import InvalidRequest, NotFound, StreamfoldError, Unavailable
 from ..http import error_response
-from ..receive import Receiver, decompress, key_from_basic_auth
-from ..workspaces import Workspace, require_grant
+from ..keys import email_signing_secrets
+from ..receive import Receiver, decompress
+from ..workspaces import Workspace, key_from_authorization
 from . import crm, email
-from .keys import email_signing_secrets
 
 _encoder = msgspec.json.Encoder()
 
 
-def presented_write_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return key_from_basic_auth(auth) or request.query_params.get("writeKey") or None
-
-
-async def authenticate(receiver: Receiver, key: str | None, scope: str) -> Workspace:
-    if not key:
-        raise Unauthorized("missing key: send it as the HTTP Basic username, a Bearer token or ?writeKey=")
-    return require_grant(await receiver.registry.resolve(key), scope, unknown="unknown write key").workspace
+async def authenticate(receiver: Receiver, request: Request, scope: str) -> Workspace:
+    """The workspace of the request's key (HTTP Basic username, Bearer token or `?writeKey=`), if it holds
+    `scope`."""
+    key = key_from_authorization(request.headers.get("authorization"), basic=True)
+    grant = await receiver.registry.authorize(
+        key or request.query_params.get("writeKey") or None,
+        scope,
+        missing="missing key: send it as the HTTP Basic username, a Bearer token or ?writeKey=",
+        unknown="unknown write key",
+    )
+    return grant.workspace
 
 
 async def signing_secret(redis: Redis, prefix: str, workspace_id: str, provider: str) -> str | None:
@@ -70,7 +70,7 @@ async def crm_sync(request: Request) -> Response:
     """Upsert CRM contacts and companies and record CRM activities (scope `crm:write`)."""
     receiver = _receiver(request)
     try:
-        workspace = await authenticate(receiver, presented_write_key(request), "crm:write")
+        workspace = await authenticate(receiver, request, "crm:write")
         data = decompress(
             await request.body(), request.headers.get("content-encoding"), receiver.settings.max_request_bytes
         )
@@ -106,7 +106,7 @@ async def email_webhook(provider: str, request: Request) -> Response:
                 f"unknown email provider {provider!r}; supported: {', '.join(email.PROVIDERS)}",
                 details={"field": "provider"},
             )
-        workspace = await authenticate(receiver, presented_write_key(request), "write")
+        workspace = await authenticate(receiver, request, "write")
         body = decompress(
             await request.body(), request.headers.get("content-encoding"), receiver.settings.max_request_bytes
         )

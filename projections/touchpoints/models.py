@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ingest.touchpoints import DIRECT, PAID_SOURCES
+from .classify import DIRECT, PAID_SOURCES
 
 MODELS = (
     "first_touch",
@@ -21,7 +21,6 @@ MODELS = (
     "u_shaped",
     "last_non_direct_touch",
 )
-MULTI_TOUCH_MODELS = frozenset({"linear", "linear_paid", "u_shaped"})
 WINDOWS_DAYS = (0, 1, 7, 14, 30, 60, 90)  # 0 = lifetime (every earlier touchpoint)
 DAY_MS = 86_400_000
 CREDIT_DECIMALS = 6

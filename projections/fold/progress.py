@@ -9,9 +9,9 @@ from redis.asyncio import Redis
 
 from ingest import keys as log_keys
 
+from ..keyspace import Keyspace
+from ..located import stream_id
 from . import keys
-from .fold import stream_id
-from .keys import Keyspace
 
 
 async def log_heads(redis: Redis, prefix: str, partitions: int) -> dict[int, str]:

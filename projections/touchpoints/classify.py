@@ -285,7 +285,3 @@ def classify(url: str | None, referrer: str | None, campaign: Mapping[str, str] 
         name: next((params[p] for p in names if params.get(p)), None) for name, names in AD_HIERARCHY_PARAMS
     }
     return Classified(source=source, **ad)
-
-
-def is_paid(source: str) -> bool:
-    return source in PAID_SOURCES

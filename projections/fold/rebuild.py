@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 
 from ingest import keys as log_keys
 
-from . import keys
-from .fold import fold_entries, read_checkpoint, stream_id
-from .keys import Keyspace
+from ..keyspace import Keyspace, view_pattern, workspace_pattern
+from ..located import stream_id
+from .fold import fold_entries, read_checkpoint
 
 REPLAY_CHUNK = 500
 
@@ -42,14 +42,14 @@ async def replay(redis: Redis, source: Keyspace, target: Keyspace, *, until: str
 async def drop_view(redis: Redis, ks: Keyspace) -> None:
     if not ks.view:
         raise ValueError("refusing to drop the live view")
-    async for key in redis.scan_iter(match=f"{ks.base}:*", count=1000):
+    async for key in redis.scan_iter(match=view_pattern(ks), count=1000):
         await redis.unlink(key)
 
 
 async def digest(redis: Redis, ks: Keyspace) -> str:
     """SHA-256 over the view's projection keys (sorted by name relative to the view) and their contents."""
     base = ks.base
-    names = sorted({k async for k in redis.scan_iter(match=keys.workspace_pattern(ks), count=1000)})
+    names = sorted({k async for k in redis.scan_iter(match=workspace_pattern(ks), count=1000)})
     h = hashlib.sha256()
     for key in names:
         rel = key[len(base) :]

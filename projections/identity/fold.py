@@ -14,7 +14,10 @@ The rules (deterministic: they read only the log, so a rebuild gives the same co
 - Conflicting field values, within a contact and across a merge: the greatest version wins, field by field —
   version = (event timestamp, log entry id, index in entry), i.e. last write by event time, ties by log position.
 - Companies: keyed by group id (`group`), CRM id, domain; a contact's company is its explicit one (group call,
-  CRM), else the company whose domain is its email's domain (resolved on read, see `contacts.py`).
+  CRM), else the company whose domain is its email's domain (`docs.membership_of`, resolved on read).
+- Contacts that change for earlier batches' events are announced as `ContactMoves` (`WorkspaceIdentity.moves`);
+  the projections that keep events by contact move them, and identity links the moved events
+  (`apply_event_contacts`).
 """
 
 from __future__ import annotations
@@ -26,31 +29,22 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from ingest import keys as log_keys
-from ingest.log import F_DATA
-from ingest.schema import CRM_COMPANY, CRM_CONTACT, Event, decode_event_at
+from ingest.schema import CRM_COMPANY, CRM_CONTACT, Event
 from ingest.sources.profile import (
     company_fields_from_traits,
     contact_fields_from_traits,
-    email_domain,
     normalize_domain,
     normalize_email,
 )
 
+from ..keyspace import Keyspace
+from ..located import ContactMoves, Located
+from ..updates import Updates
 from . import keys
-from .contacts import CompanyDoc, ContactDoc, decode_company, decode_contact, encode_doc
-from .counters import cube_field, day_of, move_identified_counts
-from .events import ULID_LEN, Located, is_listed, parse_member
-from .keys import Keyspace
-from .updates import Updates
+from .docs import CompanyDoc, ContactDoc, decode_company, decode_contact, encode_doc, membership_of
 
 MAP_KINDS = ("a", "u", "e", "x")  # anonymous id, user id, email, CRM external id
 _NEVER = [-1]
-
-
-def version_of(loc: Located) -> list[int]:
-    ms, _, seq = loc.entry_id.partition("-")
-    return [loc.event.timestamp, int(ms), int(seq or 0), loc.index]
 
 
 def _insert(items: list[str], value: str) -> bool:
@@ -194,7 +188,7 @@ class WorkspaceIdentity:
 
     def _create_contact(self, loc: Located) -> ContactDoc:
         cid = f"ct_{loc.ulid}"
-        doc = ContactDoc(id=cid, created_at=loc.event.timestamp, created_pos=version_of(loc)[1:])
+        doc = ContactDoc(id=cid, created_at=loc.event.timestamp, created_pos=loc.version[1:])
         self.contacts[cid] = doc
         self.created_contacts.add(cid)
         self.dirty_contacts.add(cid)
@@ -277,7 +271,7 @@ class WorkspaceIdentity:
             if not create or not company_keys:
                 return None
             cid = f"co_{loc.ulid}"
-            co = CompanyDoc(id=cid, created_at=loc.event.timestamp, created_pos=version_of(loc)[1:])
+            co = CompanyDoc(id=cid, created_at=loc.event.timestamp, created_pos=loc.version[1:])
             self.companies[cid] = co
             self.created_companies.add(cid)
         for k in company_keys:
@@ -297,7 +291,7 @@ class WorkspaceIdentity:
     def apply(self, loc: Located) -> str | None:
         """Fold one event's identity effects; return the contact it belongs to at its log position."""
         e = loc.event
-        ver = version_of(loc)
+        ver = loc.version
         uid, aid, email, ext = _person_ids(e)
         if e.kind == "alias":
             return self._alias(loc, ver)
@@ -356,6 +350,16 @@ class WorkspaceIdentity:
 
     # ---- end of batch
 
+    def moves(self) -> ContactMoves:
+        """The contacts earlier batches' events now belong to: merged-away contacts → their survivor, newly
+        linked anonymous ids → their contact."""
+        merged = {cid: self.canonical(cid) for cid in self.merged_away}
+        linked = {aid: self.canonical(self.maps["a"].get(aid)) for aid in self.anon_linked}
+        return ContactMoves(
+            merged={k: v for k, v in merged.items() if v is not None},
+            linked={k: v for k, v in linked.items() if v is not None},
+        )
+
     def queue_writes(self, u: Updates) -> None:
         ks, ws = self.ks, self.workspace
         for kind, writes in self.map_writes.items():
@@ -366,13 +370,14 @@ class WorkspaceIdentity:
         docs = u.hset[keys.contacts(ks, ws)]
         for cid in sorted(self.dirty_contacts):
             doc = self.contacts[cid]
+            doc.membership = membership_of(doc)
             docs[cid] = encode_doc(doc).decode()
             if doc.merged_into:
                 if cid not in self.created_contacts:
                     u.zrem[keys.contact_list(ks, ws)].add(cid)
             else:
                 u.zadd[keys.contact_list(ks, ws)][cid] = doc.created_at
-            before, after = self.initial_membership.get(cid), membership_of(doc)
+            before, after = self.initial_membership.get(cid), doc.membership
             if before != after:
                 if before is not None:
                     u.zrem[keys.company_members(ks, ws, before)].add(cid)
@@ -383,17 +388,6 @@ class WorkspaceIdentity:
             co = self.companies[cid]
             co_docs[cid] = encode_doc(co).decode()
             u.zadd[keys.company_list(ks, ws)][cid] = co.created_at
-
-
-def membership_of(c: ContactDoc) -> str | None:
-    """Which company-members index a live contact is in: its explicit company (`co:<id>`), else its email's
-    domain (`d:<domain>`, members of whichever company owns that domain, resolved on read)."""
-    if c.merged_into:
-        return None
-    if c.fields.get("company_id"):
-        return f"co:{c.fields['company_id']}"
-    domain = email_domain(c.fields.get("email"))
-    return f"d:{domain}" if domain else None
 
 
 def _compatible(a: ContactDoc, b: ContactDoc) -> bool:
@@ -470,102 +464,11 @@ def resolve_contacts(state: WorkspaceIdentity, located: list[Located]) -> list[s
     return out
 
 
-def queue_event_contacts(
-    u: Updates, ks: Keyspace, workspace: str, located: list[Located], contacts: list[str | None]
+def apply_event_contacts(
+    u: Updates, ks: Keyspace, workspace: str, pairs: Iterable[tuple[str, str | None]]
 ) -> None:
+    """Link listed events (by ULID) to their contact: the batch's own, and earlier events that moved."""
     evc = u.hset[keys.event_contacts(ks, workspace)]
-    for loc, cid in zip(located, contacts, strict=True):
-        if cid is not None and is_listed(loc.event):
-            evc[loc.ulid] = cid
-
-
-async def queue_moves(redis: Redis, ks: Keyspace, u: Updates, states: dict[str, WorkspaceIdentity]) -> None:
-    """Move earlier batches' events to their new contact, in the same transaction as the batch:
-    a merged-away contact's events go to its survivor; a newly linked anonymous id's unidentified events
-    become its contact's (contact index, identified index, event → contact map, identified counters)."""
-    plan: list[tuple[str, str, str]] = []
-    pipe = redis.pipeline(transaction=False)
-    for ws in sorted(states):
-        st = states[ws]
-        for cid in st.merged_away:
-            pipe.zrange(keys.index_contact(ks, ws, cid), 0, -1, withscores=True)
-            plan.append((ws, "c", cid))
-        for aid in st.anon_linked:
-            pipe.zrange(keys.index_anonymous(ks, ws, aid), 0, -1, withscores=True)
-            plan.append((ws, "a", aid))
-    if not plan:
-        return
-    replies = await pipe.execute()
-
-    retro: list[tuple[str, str, list[tuple[bytes, float]]]] = []
-    for (ws, kind, ident), members in zip(plan, replies, strict=True):
-        st = states[ws]
-        if not members:
-            continue
-        if kind == "c":
-            target = st.canonical(ident)
-            assert target is not None
-            to_ix = u.zadd[keys.index_contact(ks, ws, target)]
-            evc = u.hset[keys.event_contacts(ks, ws)]
-            gone = u.zrem[keys.index_contact(ks, ws, ident)]
-            for m, score in members:
-                ms = m.decode()
-                to_ix[ms] = score
-                gone.add(ms)
-                evc[ms[:ULID_LEN]] = target
-        else:
-            target = st.canonical(st.maps["a"].get(ident))
-            if target is not None:
-                retro.append((ws, target, members))
-    if not retro:
-        return
-
-    pipe = redis.pipeline(transaction=False)
-    for ws, _, members in retro:
-        pipe.zmscore(keys.index_identified(ks, ws), [m for m, _ in members])
-    flags = await pipe.execute()
-    newly: list[tuple[str, str, str, float]] = []  # (workspace, contact, member, score)
-    for (ws, target, members), found in zip(retro, flags, strict=True):
-        for (m, score), f in zip(members, found, strict=True):
-            if f is None:
-                newly.append((ws, target, m.decode(), score))
-    if not newly:
-        return
-
-    # the counters need each event's type and domain: one pipelined read of the log entries holding them
-    events = await _events_at(redis, ks, [parse_member(m)[1:] for _, _, m, _ in newly])
-    cells: set[tuple[str, str]] = set()
-    for (ws, target, m, score), e in zip(newly, events, strict=True):
-        u.zadd[keys.index_contact(ks, ws, target)][m] = score
-        u.zadd[keys.index_identified(ks, ws)][m] = score
-        u.hset[keys.event_contacts(ks, ws)][m[:ULID_LEN]] = target
-        if e is not None:
-            day = day_of(e.timestamp)
-            move_identified_counts(u, ks, ws, day, e.event, e.domain, 1)
-            cells.add((keys.counter_day(ks, ws, day), cube_field(e.event, e.domain, False)))
-    await _drop_emptied_cells(redis, u, sorted(cells))
-
-
-async def _events_at(redis: Redis, ks: Keyspace, positions: list[tuple[str, int]]) -> list[Event | None]:
-    stream = log_keys.log(ks.prefix, ks.partition)
-    entry_ids = list(dict.fromkeys(eid for eid, _ in positions))
-    pipe = redis.pipeline(transaction=False)
-    for eid in entry_ids:
-        pipe.xrange(stream, eid, eid, count=1)
-    data = {eid: r[0][1][F_DATA] for eid, r in zip(entry_ids, await pipe.execute(), strict=True) if r}
-    return [decode_event_at(data[eid], i) if eid in data else None for eid, i in positions]
-
-
-async def _drop_emptied_cells(redis: Redis, u: Updates, cells: list[tuple[str, str]]) -> None:
-    """A counter cell moved to zero is deleted, so the cube's bytes do not depend on where batches split
-    (a rebuild that folds the anonymous events and their identification together never creates the cell)."""
-    if not cells:
-        return
-    pipe = redis.pipeline(transaction=False)
-    for key, cell in cells:
-        pipe.hget(key, cell)
-    for (key, cell), current in zip(cells, await pipe.execute(), strict=True):
-        pending = u.hincr[key].get(cell, 0)
-        if int(current or 0) + pending == 0:
-            u.hincr[key].pop(cell, None)
-            u.hdel[key].add(cell)
+    for ulid, contact in pairs:
+        if contact is not None:
+            evc[ulid] = contact

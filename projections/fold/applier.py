@@ -24,27 +24,22 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ingest import keys as log_keys
-from ingest.errors import FenceLost
 from ingest.ids import new_token
 from ingest.settings import Settings
 
+from ..errors import FenceLost
+from ..keyspace import Keyspace, workspace_pattern
+from ..scripts import Script
 from . import keys
 from .fold import GROUP, Fence, fold_entries
-from .keys import Keyspace
 
 log = logging.getLogger("streamfold.applier")
 # FastStream's own per-batch chatter stays out of the logs; its warnings and errors still show.
 _faststream_log = logging.getLogger("streamfold.faststream")
 _faststream_log.setLevel(logging.WARNING)
 
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
+RENEW_LEASE = Script(__package__, "renew_lease-1.lua")
+RELEASE_LEASE = Script(__package__, "release_lease-1.lua")
 
 
 MAX_TRANSACTION_BYTES = 1_000_000  # encoded events folded per MULTI/EXEC, at most (one entry may exceed it)
@@ -98,7 +93,7 @@ async def ensure_projection_format(redis: Redis, ks: Keyspace) -> bool:
         with contextlib.suppress(ResponseError):
             await redis.xgroup_destroy(stream, GROUP)
         batch: list[bytes] = []
-        async for key in redis.scan_iter(match=keys.workspace_pattern(ks), count=1000):
+        async for key in redis.scan_iter(match=workspace_pattern(ks), count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 await redis.unlink(*batch)
@@ -143,11 +138,13 @@ class PartitionOwner:
 
     async def renew(self) -> bool:
         ttl = self.applier.settings.lease_ttl_ms
-        return bool(await self.redis.eval(_RENEW, 1, keys.fence_owner(self.ks), self.fence.token, ttl))
+        return bool(
+            await RENEW_LEASE(self.redis, [keys.fence_owner(self.ks)], token=self.fence.token, ttl_ms=ttl)
+        )
 
     async def release(self) -> None:
         with contextlib.suppress(Exception):
-            await self.redis.eval(_RELEASE, 1, keys.fence_owner(self.ks), self.fence.token)
+            await RELEASE_LEASE(self.redis, [keys.fence_owner(self.ks)], token=self.fence.token)
 
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.

@@ -2,14 +2,14 @@
 
 A signature is a listed event's (URL, domain); events without a URL have none. Each distinct signature gets a
 stable id (a hash, so the fold needs no counter), a dictionary entry `sig` (id → url␟domain), a time-ordered
-index `ix:s:<id>` of its events (members and scores as in `projections.events`), its event count and its
+index `ix:s:<id>` of its events (members and scores as in `indices.py`), its event count and its
 newest and oldest timestamps (`sig:n`, `sig:new`, `sig:old`: a query over many signatures counts them with one
 read and skips the indices that cannot reach its page), and its id in `ng:<trigram>` for every trigram of its
 lower-cased text. A substring query intersects the trigram sets, checks the few
 candidates exactly, and answers with signature ids: its cost grows with distinct pages, never with events.
 Signatures are disjoint (an event has at most one), so the union of their indices is counted by summing
 `ZCOUNT`s. Event names, the third field `search` looks in, are matched against the small set of event types;
-`projections.event_query` combines the two.
+`query.py` combines the two.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from functools import lru_cache
 
 from redis.asyncio import Redis
 
+from ..keyspace import Keyspace
+from ..located import Located, is_listed
+from ..updates import Targets, Updates
 from . import keys
-from .events import Located, is_listed
-from .keys import Keyspace
-from .updates import Targets, Updates
 
 SEP = "\x1f"
 GRAM = 3

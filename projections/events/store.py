@@ -1,0 +1,79 @@
+"""The event store is the log itself: an event is read from the entry that holds it, by its log position.
+
+One script call reads every distinct entry of a page server-side (`read_entries-1.lua`), so a page costs one
+request and one reply however many entries its events come from. `read_event` finds one event by id through
+`ix:r`; `read_event_types` lists the type set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ingest import keys as log_keys
+from ingest.schema import Event, decode_event_at
+
+from ..keyspace import Keyspace
+from ..located import ULID_LEN, parse_member
+from ..scripts import Script
+from . import keys
+
+READ_ENTRIES = Script(__package__, "read_entries-1.lua")
+
+
+async def read_events_at(redis: Redis, ks: Keyspace, positions: list[tuple[str, int]]) -> list[Event | None]:
+    """The events at log positions (entry id, index), in order; None where the entry is gone."""
+    entry_ids = list(dict.fromkeys(eid for eid, _ in positions))
+    if not entry_ids:
+        return []
+    replies: list[Any] = await READ_ENTRIES(redis, [log_keys.log(ks.prefix, ks.partition)], ids=entry_ids)
+    data = {eid: raw for eid, raw in zip(entry_ids, replies, strict=True) if raw is not None}
+    out: list[Event | None] = []
+    for eid, idx in positions:
+        raw = data.get(eid)
+        out.append(decode_event_at(raw, idx) if raw is not None else None)
+    return out
+
+
+async def read_members(redis: Redis, ks: Keyspace, members: list[bytes]) -> list[Event]:
+    """The events of index members, from the log, in order."""
+    if not members:
+        return []
+    found = await read_events_at(redis, ks, [parse_member(m)[1:] for m in members])
+    return [e for e in found if e is not None]
+
+
+def event_ids_of(members: list[bytes]) -> list[str]:
+    """The event ids of index members, in order."""
+    return [f"evt_{parse_member(m)[0]}" for m in members]
+
+
+async def read_event(redis: Redis, ks: Keyspace, workspace: str, event_id: str) -> Event | None:
+    if not event_id.startswith("evt_") or len(event_id) != 4 + ULID_LEN:
+        return None
+    ulid = event_id[4:]
+    found = await redis.zrange(
+        keys.index_received(ks, workspace), f"[{ulid}", "+", bylex=True, offset=0, num=1
+    )
+    if not found or not found[0].startswith(ulid.encode()):
+        return None
+    _, entry_id, idx = parse_member(found[0])
+    (event,) = await read_events_at(redis, ks, [(entry_id, idx)])
+    return event
+
+
+async def read_event_types(redis: Redis, ks: Keyspace, workspace: str) -> list[str]:
+    return sorted(m.decode() for m in await redis.smembers(keys.event_types(ks, workspace)))
+
+
+async def read_contact_event_counts(
+    redis: Redis, ks: Keyspace, workspace: str, contact_ids: list[str]
+) -> list[int]:
+    """How many listed events each contact has, in order (one round trip)."""
+    if not contact_ids:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for cid in contact_ids:
+        pipe.zcard(keys.index_contact(ks, workspace, cid))
+    return [int(n) for n in await pipe.execute()]

@@ -1,0 +1,40 @@
+"""Keys the fold itself owns: per partition its checkpoint, lease, fencing epoch, projection format and the set
+of workspaces with data; per workspace the messageId dedupe hash."""
+
+from __future__ import annotations
+
+from ..keyspace import Keyspace, workspace_base
+
+# What a fold writes, by version: bump it whenever a projection's keys or contents change. An applier that finds
+# a partition folded in another format drops that partition's projections and folds its log again from the start
+# (`projections.fold.applier.ensure_projection_format`): the log is the source of truth, projections are derived.
+PROJECTION_FORMAT = "4"
+
+
+def projection_format(ks: Keyspace) -> str:
+    return f"{ks.base}:format"
+
+
+def checkpoint(ks: Keyspace) -> str:
+    """STRING: the id of the last log entry folded into this view."""
+    return f"{ks.base}:ckpt"
+
+
+def fence_owner(ks: Keyspace) -> str:
+    """STRING with a TTL: the lease token of the applier that owns the partition."""
+    return f"{ks.base}:owner"
+
+
+def fence_epoch(ks: Keyspace) -> str:
+    """STRING: incremented by every acquisition of the lease; commits are guarded by it."""
+    return f"{ks.base}:epoch"
+
+
+def workspaces(ks: Keyspace) -> str:
+    """SET of the workspaces that have projection data in this partition (for digests and rebuilds)."""
+    return f"{ks.base}:workspaces"
+
+
+def message_ids(ks: Keyspace, workspace: str) -> str:
+    """HASH client messageId → event ULID: the dedupe of one workspace."""
+    return f"{workspace_base(ks, workspace)}:mid"
