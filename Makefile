@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/streamfold serve --demo
 
-test: $(STAMP) browser
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 # The browser tests drive Debian's Chromium (and npm fetches the pinned SDK bundles). Installed when missing
@@ -33,8 +33,10 @@ browser:
 	  else echo "WARNING: $$missing missing and not root: the browser tests will be skipped"; fi; \
 	fi
 
+# ruff (lint + format) and the import layers of pyproject.toml's [tool.importlinter]
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
