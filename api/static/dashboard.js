@@ -389,7 +389,7 @@
           el("td", null, el("code", { class: "id" }, p.checkpoint || "–")),
           el("td", { class: "n lag" + (p.lag_entries ? " lagging" : "") }, p.lag_entries == null ? "unknown" : fmt(p.lag_entries)),
           el("td", { class: "n lag-seconds" + (p.lag_seconds ? " lagging" : "") }, p.lag_seconds.toFixed(3)),
-          el("td", { class: "n dead" + (p.dead_letters ? " dead" : "") }, fmt(p.dead_letters))
+          el("td", { class: "n dead-letters" + (p.dead_letters ? " dead" : "") }, fmt(p.dead_letters))
         );
       })
     );
