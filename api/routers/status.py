@@ -2,7 +2,8 @@
 
 Any key of the workspace except a write-only one: write keys ship in every web page that loads tracker.js.
 Every partition is listed, not only the caller's: lag and dead-letter counts are operational numbers (how
-busy the fold is), carrying no event, no workspace id and no dead letter's content.
+busy the fold is), carrying no event, no workspace id and no dead letter's content. The most another tenant
+learns is when a partition it shares with others last received an append (the head id is a log time).
 """
 
 from __future__ import annotations
