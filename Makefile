@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean browser tracker
+.PHONY: run test lint bench clean browser tracker uplot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,20 @@ bench: $(STAMP)
 # Rebuild api/static/tracker.js (minified, committed) from api/static/tracker.src.js; needs npm.
 tracker:
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && node build-tracker.mjs
+
+# Vendor uPlot, the dashboard's chart library, from the npm registry (npm checks the tarball's integrity):
+# `make uplot UPLOT_VERSION=1.6.32` rewrites api/static/uplot.min.js (+ .css, LICENSE); commit the result.
+UPLOT_VERSION ?= 1.6.32
+uplot:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent --loglevel=error uplot@$(UPLOT_VERSION) >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz) && \
+	integrity=$$(npm view --loglevel=error uplot@$(UPLOT_VERSION) dist.integrity) && \
+	copyright=$$(grep -m1 Copyright "$$tmp/package/LICENSE") && \
+	banner="/*! uPlot $(UPLOT_VERSION) | MIT License, $$copyright (api/static/uplot.LICENSE) | npm uplot@$(UPLOT_VERSION) $$integrity */" && \
+	{ echo "$$banner"; cat "$$tmp/package/dist/uPlot.iife.min.js"; } > api/static/uplot.min.js && \
+	{ echo "$$banner"; cat "$$tmp/package/dist/uPlot.min.css"; echo; } > api/static/uplot.min.css && \
+	cp "$$tmp/package/LICENSE" api/static/uplot.LICENSE && \
+	echo "api/static/uplot.min.js: uPlot $(UPLOT_VERSION), $$(wc -c < api/static/uplot.min.js) bytes"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -21,7 +21,7 @@ from projections.fold.applier import Applier
 from . import errors
 from .deps import Services
 from .ratelimit import RateLimiter
-from .routers import admin, attribution, contacts, events, tracker
+from .routers import admin, attribution, contacts, dashboard, events, status, tracker
 
 
 def connect(settings: Settings) -> Redis:
@@ -73,6 +73,8 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(tracker.router)
     app.include_router(attribution.router)
+    app.include_router(status.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

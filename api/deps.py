@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from ingest import keys as log_keys
 from ingest.log import EventLog
 from ingest.settings import Settings
-from ingest.workspaces import Workspace, WorkspaceRegistry, key_from_authorization
+from ingest.workspaces import READ_SCOPES, Workspace, WorkspaceRegistry, key_from_authorization
 from projections.keyspace import Keyspace
 
 from .ratelimit import RateLimiter
@@ -49,7 +49,10 @@ class Tenant:
         return self.workspace.id
 
 
-def require_scope(scope: str) -> Callable[[Request], Awaitable[Tenant]]:
+def require_scope(scope: str | tuple[str, ...]) -> Callable[[Request], Awaitable[Tenant]]:
+    """A dependency: the tenant of the request's key (Bearer or X-API-Key), which must hold `scope` (or one of
+    several)."""
+
     async def authenticate(request: Request) -> Tenant:
         services = get_services(request)
         key = key_from_authorization(request.headers.get("authorization"), basic=False)
@@ -69,3 +72,5 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Tenant]]:
 EventsReader = Annotated[Tenant, Depends(require_scope("events:read"))]
 ContactsReader = Annotated[Tenant, Depends(require_scope("contacts:read"))]
 AdminTenant = Annotated[Tenant, Depends(require_scope("admin"))]
+# any key but a write-only one (write keys are public: they ship in every page that loads tracker.js)
+AnyReader = Annotated[Tenant, Depends(require_scope((*READ_SCOPES, "admin")))]

@@ -216,16 +216,20 @@ class WorkspaceRegistry:
         self._cache[h] = (now + self.cache_seconds, grant)
         return grant
 
-    async def authorize(self, key: str | None, scope: str, *, missing: str, unknown: str) -> KeyGrant:
-        """The grant of a presented key that holds `scope`: 401 with `missing` when there is no key, 401 with
-        `unknown` for a key we do not know, 403 for a key without the scope or of a disabled workspace."""
+    async def authorize(
+        self, key: str | None, scope: str | tuple[str, ...], *, missing: str, unknown: str
+    ) -> KeyGrant:
+        """The grant of a presented key that holds `scope` (or one of several): 401 with `missing` when there is
+        no key, 401 with `unknown` for a key we do not know, 403 for a key without the scope or of a disabled
+        workspace."""
         if not key:
             raise Unauthorized(missing)
         grant = await self.resolve(key)
         if grant is None:
             raise Unauthorized(unknown)
-        if scope not in grant.scopes:
-            raise Forbidden(f"this key lacks the scope {scope!r}")
+        wanted = (scope,) if isinstance(scope, str) else scope
+        if grant.scopes.isdisjoint(wanted):
+            raise Forbidden(f"this key lacks the scope {' or '.join(repr(s) for s in wanted)}")
         if grant.workspace.disabled:
             raise Forbidden("this workspace is disabled")
         return grant

@@ -139,6 +139,16 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture
+async def client_without_fold(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP app with no applier: nothing folds unless the test runs one."""
+    application = create_app(settings, run_appliers=False)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+@pytest_asyncio.fixture
 async def folded(settings: Settings, redis: Redis):  # type: ignore[no-untyped-def]
     """`await folded()` returns once the fold caught up with everything appended so far."""
 
