@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from redis.asyncio import Redis
 
 from ingest.errors import NotFound
@@ -85,27 +86,35 @@ async def _contact_documents(
     return [contact_document(p, n) for p, n in zip(people, counts, strict=True)]
 
 
-def _window(page: int, limit: int, sort_dir: str) -> dict[str, Any]:
-    """Which slice of a list a page is."""
-    return {"offset": (page - 1) * limit, "limit": limit, "descending": sort_dir == "desc"}
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """The page of a list the query asks for (`page`, `limit`, `sort_dir` by creation time)."""
+
+    page: Page = 1
+    limit: Limit = 20
+    sort_dir: SortDir = "desc"
+
+    @property
+    def window(self) -> dict[str, Any]:
+        return {
+            "offset": (self.page - 1) * self.limit,
+            "limit": self.limit,
+            "descending": self.sort_dir == "desc",
+        }
+
+    def answer(self, name: str, items: list[dict[str, Any]], total: int) -> dict[str, Any]:
+        return {"status": "success", name: items, "pagination": pagination(self.page, self.limit, total)}
+
+
+PagingDep = Annotated[Paging, Depends()]
 
 
 @contacts_router.get("")
-async def list_contacts(
-    tenant: ContactsReader,
-    services: ServicesDep,
-    page: Page = 1,
-    limit: Limit = 20,
-    sort_dir: SortDir = "desc",
-) -> dict[str, Any]:
+async def list_contacts(tenant: ContactsReader, services: ServicesDep, paging: PagingDep) -> dict[str, Any]:
     """Contacts, newest first by default, each with its company and events count."""
     redis = services.redis
-    total, people = await read_people_page(redis, tenant.ks, tenant.id, **_window(page, limit, sort_dir))
-    return {
-        "status": "success",
-        "contacts": await _contact_documents(redis, tenant.ks, tenant.id, people),
-        "pagination": pagination(page, limit, total),
-    }
+    total, people = await read_people_page(redis, tenant.ks, tenant.id, **paging.window)
+    return paging.answer("contacts", await _contact_documents(redis, tenant.ks, tenant.id, people), total)
 
 
 @contacts_router.get("/{contact_id}")
@@ -119,24 +128,14 @@ async def get_contact(contact_id: str, tenant: ContactsReader, services: Service
 
 
 @companies_router.get("")
-async def list_companies(
-    tenant: ContactsReader,
-    services: ServicesDep,
-    page: Page = 1,
-    limit: Limit = 20,
-    sort_dir: SortDir = "desc",
-) -> dict[str, Any]:
+async def list_companies(tenant: ContactsReader, services: ServicesDep, paging: PagingDep) -> dict[str, Any]:
     """Companies, newest first by default, each with its contacts count."""
     redis = services.redis
-    total, docs = await read_company_page(redis, tenant.ks, tenant.id, **_window(page, limit, sort_dir))
-    return {
-        "status": "success",
-        "companies": [
-            company_document(co, await read_company_contact_ids(redis, tenant.ks, tenant.id, co))
-            for co in docs
-        ],
-        "pagination": pagination(page, limit, total),
-    }
+    total, docs = await read_company_page(redis, tenant.ks, tenant.id, **paging.window)
+    documents = [
+        company_document(co, await read_company_contact_ids(redis, tenant.ks, tenant.id, co)) for co in docs
+    ]
+    return paging.answer("companies", documents, total)
 
 
 @companies_router.get("/{company_id}")
