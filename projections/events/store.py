@@ -12,7 +12,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ingest import keys as log_keys
-from ingest.schema import Event, decode_event_at
+from ingest.log import entry_event_at
+from ingest.schema import Event
 
 from ..keyspace import Keyspace
 from ..located import ULID_LEN, parse_member
@@ -28,11 +29,11 @@ async def read_events_at(redis: Redis, ks: Keyspace, positions: list[tuple[str, 
     if not entry_ids:
         return []
     replies: list[Any] = await READ_ENTRIES(redis, [log_keys.log(ks.prefix, ks.partition)], ids=entry_ids)
-    data = {eid: raw for eid, raw in zip(entry_ids, replies, strict=True) if raw is not None}
+    data = {eid: found for eid, found in zip(entry_ids, replies, strict=True) if found is not None}
     out: list[Event | None] = []
     for eid, idx in positions:
-        raw = data.get(eid)
-        out.append(decode_event_at(raw, idx) if raw is not None else None)
+        found = data.get(eid)
+        out.append(entry_event_at(found[0], found[1], idx) if found is not None else None)
     return out
 
 

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from ingest import keys as log_keys
-from ingest.log import F_DATA, F_VERSION, F_WORKSPACE, FORMAT_VERSION
-from ingest.schema import Event, decode_events
+from ingest.log import F_DATA, F_VERSION, F_WORKSPACE, entry_events
+from ingest.schema import Event
 
 from .. import counters, events, identity, touchpoints
 from ..errors import FenceLost, PoisonEntry
@@ -53,11 +53,7 @@ class FoldResult:
 def decode_entry(fields: dict[bytes, bytes]) -> tuple[str, list[Event]]:
     """(workspace id, events) of a log entry (`ingest.log.entry_fields`); `PoisonEntry` when it cannot be read."""
     try:
-        if fields.get(F_VERSION) != FORMAT_VERSION:
-            raise PoisonEntry(f"unknown log entry version {fields.get(F_VERSION)!r}")
-        return fields[F_WORKSPACE].decode(), decode_events(fields[F_DATA])
-    except PoisonEntry:
-        raise
+        return fields[F_WORKSPACE].decode(), entry_events(fields.get(F_VERSION), fields[F_DATA])
     except Exception as exc:  # any decode failure makes the entry poison, with the reason kept
         raise PoisonEntry(f"cannot decode log entry: {exc}") from exc
 
