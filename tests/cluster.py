@@ -212,11 +212,9 @@ class ValkeyCluster:
         return [n for n in self.nodes if n.alive]
 
     async def start(self, timeout: float = 30.0) -> ValkeyCluster:
+        """Start the nodes and join them: `valkey-cli --cluster create`, then wait until healthy."""
         try:
-            for i in range(self.masters * (1 + self.replicas)):
-                self.nodes.append(await self._start_node(i))
-            for node in self.nodes:
-                node.id = str(await node.call("CLUSTER", "MYID"))
+            await self.start_nodes()
             await self.valkey_cli(
                 "--cluster", "create", *(n.address for n in self.nodes),
                 "--cluster-replicas", str(self.replicas), "--cluster-yes",
@@ -226,6 +224,13 @@ class ValkeyCluster:
             self.stop()
             raise
         return self
+
+    async def start_nodes(self) -> None:
+        """Start every node, cluster-enabled but not yet joined to the others."""
+        for i in range(self.masters * (1 + self.replicas)):
+            self.nodes.append(await self._start_node(i))
+        for node in self.nodes:
+            node.id = str(await node.call("CLUSTER", "MYID"))
 
     async def _start_node(self, index: int) -> ClusterNode:
         taken = {n.port for n in self.nodes}
