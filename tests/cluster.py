@@ -154,12 +154,13 @@ class ClusterNode:
             preexec_fn=_die_with_parent,
         )
 
-    async def call(self, *args: str | int) -> str | list[object] | int | None:
-        """One command on this node alone (no cluster routing), its reply as the server sent it."""
-        client = Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5)
+    async def call(self, *args: str | int, timeout: float = 5.0) -> str | list[object] | int | None:
+        """One command on this node alone (no cluster routing), its reply as the server sent it; a node that
+        does not answer within `timeout` raises TimeoutError (redis-py's own retries would wait a minute)."""
+        client = Redis(host="127.0.0.1", port=self.port, decode_responses=True)
         client.response_callbacks.clear()  # INFO, CLUSTER NODES …: the server's text, not redis-py's dicts
         try:
-            return await client.execute_command(*args)  # type: ignore[no-any-return]
+            return await asyncio.wait_for(client.execute_command(*args), timeout)  # type: ignore[no-any-return]
         finally:
             await client.aclose()
 
@@ -174,6 +175,10 @@ class ClusterNode:
 
     async def myself(self) -> NodeView:
         return next(v for v in await self.views() if "myself" in v.flags)
+
+
+class NodeExited(RuntimeError):
+    """A node process ended while it was expected to start."""
 
 
 async def wait_until(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> None:
@@ -241,17 +246,15 @@ class ValkeyCluster:
             try:
                 await wait_until(f"node {port} answering", lambda n=node: self._answers(n), timeout=10)
                 return node
-            except TimeoutError:
-                if node.alive:
-                    raise
-                taken.add(port)  # another process bound the port first: try another
+            except NodeExited:
+                taken.add(port)  # another process bound the port (or its bus port) first: try another
         raise RuntimeError(f"could not start a cluster node; see {self.dir}")
 
     @staticmethod
     async def _answers(node: ClusterNode) -> bool:
         if not node.alive:
-            raise TimeoutError(f"node {node.port} exited")
-        return await node.call("PING") == "PONG"
+            raise NodeExited(f"node {node.port} exited")
+        return await node.call("PING", timeout=1) == "PONG"
 
     async def valkey_cli(self, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
