@@ -196,6 +196,7 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from projections.fold.rebuild import rebuild_and_compare
+    from projections.fold.rules import FoldRules
 
     settings = _resolve_url(_settings(args))
     parts = [args.partition] if args.partition is not None else list(range(settings.partitions))
@@ -203,7 +204,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     async def run(_reg: Any, redis: Any) -> bool:
         same = True
         for p in parts:
-            live, rebuilt, n = await rebuild_and_compare(redis, settings.key_prefix, p)
+            live, rebuilt, n = await rebuild_and_compare(
+                redis, settings.key_prefix, p, rules=FoldRules.of(settings)
+            )
             if n or live != rebuilt:
                 mark = "ok" if live == rebuilt else "MISMATCH"
                 print(

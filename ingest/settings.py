@@ -31,6 +31,8 @@ class Settings:
     fold_batch_entries: int = 200
     lease_ttl_ms: int = 10_000
     fold_partitions: str = "all"
+    # A resent messageId within this many days (log time) is stored once; changing it re-folds every partition.
+    dedupe_window_days: int = 7
     # Read API
     attribution_rate_limit_per_minute: int = 7
     key_cache_seconds: float = 5.0

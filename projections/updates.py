@@ -78,6 +78,7 @@ class Updates:
         # ZADD GT / LT: a member's score only ever rises / falls (newest / oldest timestamps)
         self.zadd_gt: dict[str, dict[str, float]] = defaultdict(dict)
         self.zadd_lt: dict[str, dict[str, float]] = defaultdict(dict)
+        self.delete: set[str] = set()  # whole keys dropped (run last)
 
     def commands(self) -> list[list[Any]]:
         """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
@@ -105,6 +106,8 @@ class Updates:
             _emit(out, _pairs("HINCRBY", key, names, [str(cells[f]) for f in names], len(names)), 2)
         for key in sorted(self.hdel):
             _emit(out, _sorted("HDEL", key, self.hdel[key]), 1)
+        if self.delete:
+            _emit(out, ["DEL", *sorted(self.delete)], 1, head=1)
         return out
 
     def queue(self, pipe: Any, route_key: str | None = None) -> None:
@@ -134,4 +137,5 @@ class Updates:
             + len(self.hdel)
             + len(self.zadd_gt)
             + len(self.zadd_lt)
+            + len(self.delete)
         )

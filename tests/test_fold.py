@@ -18,6 +18,7 @@ from projections.fold.applier import Applier, consumer_name, ensure_group, ensur
 from projections.fold.fold import GROUP, Fence, fold_entries, read_checkpoint
 from projections.fold.progress import checkpoints, log_heads, wait_until_folded
 from projections.fold.rebuild import digest, rebuild_and_compare
+from projections.fold.rules import DEFAULT_RULES
 from projections.keyspace import Keyspace
 
 from .conftest import fold_process
@@ -153,7 +154,7 @@ async def test_projections_of_an_older_format_are_folded_again_from_the_log(sett
     await applier.start()
     try:
         await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
-        assert await redis.get(fold_keys.projection_format(ks)) == fold_keys.PROJECTION_FORMAT.encode()
+        assert await redis.get(fold_keys.projection_format(ks)) == DEFAULT_RULES.stamp.encode()
         assert not await redis.exists(stale)
         assert await digest(redis, ks) == expected
         # stamped now: the next owner keeps what is there

@@ -32,6 +32,7 @@ from ..keyspace import Keyspace, workspace_pattern
 from ..scripts import Script
 from . import keys
 from .fold import GROUP, Fence, fold_entries
+from .rules import DEFAULT_RULES, FoldRules
 
 log = logging.getLogger("streamfold.applier")
 # FastStream's own per-batch chatter stays out of the logs; its warnings and errors still show.
@@ -73,20 +74,20 @@ async def ensure_group(redis: Redis, prefix: str, partition: int) -> None:
             raise
 
 
-async def ensure_projection_format(redis: Redis, ks: Keyspace) -> bool:
+async def ensure_projection_format(redis: Redis, ks: Keyspace, rules: FoldRules = DEFAULT_RULES) -> bool:
     """Fold the partition again from the start of its log when its projections were written in another format
-    (`keys.PROJECTION_FORMAT`). Returns whether it must. Called by the lease holder before it folds: a stale
+    (`keys.PROJECTION_FORMAT`) or under other fold rules (`FoldRules.stamp`). Returns whether it must. Called by the lease holder before it folds: a stale
     owner's commits fail on the epoch its acquisition bumped. A crash midway leaves the format unset, so the
     next owner starts over."""
     stored, ckpt = await redis.mget(keys.projection_format(ks), keys.checkpoint(ks))
-    if stored is not None and stored.decode() == keys.PROJECTION_FORMAT:
+    if stored is not None and stored.decode() == rules.stamp:
         return False
     if ckpt is not None:
         log.warning(
-            "partition %s: projections in format %s, this version writes %s: folding its log again",
+            "partition %s: projections in format %s, this process writes %s: folding its log again",
             ks.partition,
             stored.decode() if stored else "1",
-            keys.PROJECTION_FORMAT,
+            rules.stamp,
         )
         stream = log_keys.log(ks.prefix, ks.partition)
         # the group goes with its pending list, so every entry is delivered again from the start
@@ -102,7 +103,7 @@ async def ensure_projection_format(redis: Redis, ks: Keyspace) -> bool:
             await redis.unlink(*batch)
         await redis.delete(keys.checkpoint(ks), keys.workspaces(ks))
         await ensure_group(redis, ks.prefix, ks.partition)
-    await redis.set(keys.projection_format(ks), keys.PROJECTION_FORMAT)
+    await redis.set(keys.projection_format(ks), rules.stamp)
     return ckpt is not None
 
 
@@ -149,7 +150,7 @@ class PartitionOwner:
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
         for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
-            await fold_entries(self.redis, self.ks, chunk, fence=self.fence)
+            await fold_entries(self.redis, self.ks, chunk, fence=self.fence, rules=self.applier.rules)
 
     async def drain_pending(self) -> None:
         """Fold entries delivered to an earlier owner but never acknowledged, in log order."""
@@ -176,7 +177,7 @@ class PartitionOwner:
         """Own the partition until the lease is lost or the applier stops."""
         s = self.applier.settings
         await ensure_group(self.redis, s.key_prefix, self.partition)
-        await ensure_projection_format(self.redis, self.ks)
+        await ensure_projection_format(self.redis, self.ks, self.applier.rules)
         await self.drain_pending()
         sub = self.applier.broker.subscriber(
             stream=StreamSub(
@@ -228,6 +229,7 @@ class Applier:
             raise ValueError("the applier needs settings.redis_url")
         self.redis = redis
         self.settings = settings
+        self.rules = FoldRules.of(settings)
         self.partitions = settings.owned_partitions() if partitions is None else partitions
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.broker = RedisBroker(settings.redis_url, logger=_faststream_log, log_level=logging.DEBUG)

@@ -28,6 +28,7 @@ from ..keyspace import Keyspace
 from ..located import Located, is_listed, stream_id
 from ..updates import Updates
 from . import keys
+from .rules import DAY_MS, DEFAULT_RULES, FoldRules
 
 GROUP = "fold"
 
@@ -86,33 +87,66 @@ async def fold_entries(
     *,
     fence: Fence | None,
     ack_group: str | None = GROUP,
+    rules: FoldRules = DEFAULT_RULES,
 ) -> FoldResult:
     """Apply `entries` (log order) exactly once. Raises `FenceLost` if another applier owns the partition."""
     with _collector_paused():
-        return await _fold(redis, ks, entries, fence=fence, ack_group=ack_group)
+        return await _fold(redis, ks, entries, fence=fence, ack_group=ack_group, rules=rules)
+
+
+def _log_day(loc: Located) -> int:
+    """The UTC day (days since the epoch) of the log entry holding the event: the dedupe's clock."""
+    return stream_id(loc.entry_id)[0] // DAY_MS
 
 
 async def _unseen(
-    redis: Redis, ks: Keyspace, by_ws: dict[str, list[Located]]
+    redis: Redis, ks: Keyspace, by_ws: dict[str, list[Located]], rules: FoldRules, u: Updates
 ) -> tuple[dict[str, list[Located]], int]:
-    """The events whose messageId no earlier batch folded, first in log order winning (one round trip), and
-    how many were duplicates."""
-    order = sorted(by_ws)
-    mids = {ws: list(dict.fromkeys(loc.event.message_id for loc in by_ws[ws])) for ws in order}
+    """The events whose messageId was not folded within the dedupe window before them (first in log order
+    wins), and how many were duplicates; one round trip. Records the new ones in their day's bucket and drops
+    the buckets the window has left behind (both in `u`), so the dedupe costs memory for the window only."""
+    window = rules.dedupe_window_days
+    plan: list[
+        tuple[str, int | None, list[str]]
+    ] = []  # (workspace, bucket day | None for the stale days, mids)
     pipe = redis.pipeline(transaction=False)
-    for ws in order:
-        pipe.hmget(keys.message_ids(ks, ws), mids[ws])
+    for ws in sorted(by_ws):
+        days = [_log_day(loc) for loc in by_ws[ws]]
+        mids = list(dict.fromkeys(loc.event.message_id for loc in by_ws[ws]))
+        for day in range(min(days) - window, max(days) + 1):
+            pipe.hmget(keys.message_ids(ks, ws, day), mids)
+            plan.append((ws, day, mids))
+        pipe.zrange(keys.message_id_days(ks, ws), "-inf", f"({max(days) - window}", byscore=True)
+        plan.append((ws, None, []))
+    seen: dict[str, dict[str, list[int]]] = defaultdict(dict)  # workspace → messageId → days it was folded
+    for (ws, day, mids), reply in zip(plan, await pipe.execute(), strict=True):
+        if day is None:  # buckets older than the window as of this batch: forgotten with it
+            for stale in reply:
+                u.delete.add(keys.message_ids(ks, ws, int(stale)))
+                u.zrem[keys.message_id_days(ks, ws)].add(stale.decode())
+            continue
+        for m, hit in zip(mids, reply, strict=True):
+            if hit is not None:
+                seen[ws].setdefault(m, []).append(day)
     fresh: dict[str, list[Located]] = {}
     duplicates = 0
-    for ws, found in zip(order, await pipe.execute(), strict=True):
-        seen = {m for m, hit in zip(mids[ws], found, strict=True) if hit is not None}
+    for ws in sorted(by_ws):
+        known = seen[ws]
+        # Log days never decrease, so no later batch looks back past this one's horizon: a bucket older than
+        # it is not written (a batch boundary elsewhere would have dropped it just the same).
+        horizon = max(_log_day(loc) for loc in by_ws[ws]) - window
         kept: list[Located] = []
         for loc in by_ws[ws]:
-            if loc.event.message_id in seen:
+            day = _log_day(loc)
+            mid = loc.event.message_id
+            if any(day - window <= d <= day for d in known.get(mid, ())):
                 duplicates += 1
                 continue
-            seen.add(loc.event.message_id)
+            known.setdefault(mid, []).append(day)
             kept.append(loc)
+            if day >= horizon:
+                u.hset[keys.message_ids(ks, ws, day)][mid] = loc.ulid
+                u.zadd[keys.message_id_days(ks, ws)][str(day)] = day
         if kept:
             fresh[ws] = kept
     return fresh, duplicates
@@ -125,6 +159,7 @@ async def _fold(
     *,
     fence: Fence | None,
     ack_group: str | None,
+    rules: FoldRules,
 ) -> FoldResult:
     ckpt = await read_checkpoint(redis, ks)
     after = stream_id(ckpt) if ckpt else (-1, -1)
@@ -143,7 +178,7 @@ async def _fold(
         by_ws[ws].extend(Located(e, entry_id, i) for i, e in enumerate(decoded))
 
     u = Updates()
-    batch, duplicates = await _unseen(redis, ks, by_ws) if by_ws else ({}, 0)
+    batch, duplicates = await _unseen(redis, ks, by_ws, rules, u) if by_ws else ({}, 0)
     if batch:
         await _apply(redis, ks, u, batch)
 
@@ -170,8 +205,6 @@ async def _apply(redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[L
         for loc, contact in zip(located, identity.resolve_contacts(state, located), strict=True):
             loc.contact_id = contact
         u.sadd[keys.workspaces(ks)].add(ws)
-        for loc in located:
-            u.hset[keys.message_ids(ks, ws)][loc.event.message_id] = loc.ulid
         state.queue_writes(u)
         identity.apply_event_contacts(
             u, ks, ws, [(loc.ulid, loc.contact_id) for loc in located if is_listed(loc.event)]

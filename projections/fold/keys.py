@@ -8,7 +8,7 @@ from ..keyspace import Keyspace, workspace_base
 # What a fold writes, by version: bump it whenever a projection's keys or contents change. An applier that finds
 # a partition folded in another format drops that partition's projections and folds its log again from the start
 # (`projections.fold.applier.ensure_projection_format`): the log is the source of truth, projections are derived.
-PROJECTION_FORMAT = "4"
+PROJECTION_FORMAT = "5"
 
 
 def projection_format(ks: Keyspace) -> str:
@@ -35,6 +35,12 @@ def workspaces(ks: Keyspace) -> str:
     return f"{ks.base}:workspaces"
 
 
-def message_ids(ks: Keyspace, workspace: str) -> str:
-    """HASH client messageId → event ULID: the dedupe of one workspace."""
-    return f"{workspace_base(ks, workspace)}:mid"
+def message_ids(ks: Keyspace, workspace: str, day: int) -> str:
+    """HASH client messageId → event ULID of the events first received on one UTC day (days since the epoch, of
+    the log entry's time): one workspace's dedupe, a bucket a day, kept while the dedupe window covers it."""
+    return f"{workspace_base(ks, workspace)}:mid:{day}"
+
+
+def message_id_days(ks: Keyspace, workspace: str) -> str:
+    """ZSET day → day: which `message_ids` buckets exist."""
+    return f"{workspace_base(ks, workspace)}:mid:days"

@@ -17,6 +17,7 @@ from ..keyspace import Keyspace
 from ..located import stream_id
 from . import keys
 from .fold import GROUP
+from .rules import DEFAULT_RULES, FoldRules
 
 
 async def log_heads(redis: Redis, prefix: str, partitions: int) -> dict[int, str]:
@@ -43,6 +44,7 @@ async def wait_until_folded(
     *,
     timeout: float = 60.0,
     targets: dict[int, str] | None = None,
+    rules: FoldRules = DEFAULT_RULES,
 ) -> None:
     """Return once every partition's checkpoint reached its log head as of the call (or `targets`), folded in
     this version's projection format (an applier that finds an older one folds the log again first)."""
@@ -54,7 +56,7 @@ async def wait_until_folded(
     while True:
         ck = await checkpoints(redis, prefix, partitions)
         stamps = await redis.mget([keys.projection_format(Keyspace(prefix, p)) for p in targets])
-        current = {p for p, f in zip(targets, stamps, strict=True) if f == keys.PROJECTION_FORMAT.encode()}
+        current = {p for p, f in zip(targets, stamps, strict=True) if f == rules.stamp.encode()}
         behind = {
             p: t
             for p, t in targets.items()

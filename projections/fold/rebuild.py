@@ -15,11 +15,14 @@ from ingest import keys as log_keys
 from ..keyspace import Keyspace, view_pattern, workspace_pattern
 from ..located import stream_id
 from .fold import fold_entries, read_checkpoint
+from .rules import DEFAULT_RULES, FoldRules
 
 REPLAY_CHUNK = 500
 
 
-async def replay(redis: Redis, source: Keyspace, target: Keyspace, *, until: str | None) -> int:
+async def replay(
+    redis: Redis, source: Keyspace, target: Keyspace, *, until: str | None, rules: FoldRules = DEFAULT_RULES
+) -> int:
     """Fold the partition's log from the start up to `until` (inclusive) into `target`. Returns entries read."""
     stream = log_keys.log(source.prefix, source.partition)
     if until is None:
@@ -30,7 +33,7 @@ async def replay(redis: Redis, source: Keyspace, target: Keyspace, *, until: str
         chunk = await redis.xrange(stream, start, until, count=REPLAY_CHUNK)
         if not chunk:
             break
-        await fold_entries(redis, target, chunk, fence=None, ack_group=None)
+        await fold_entries(redis, target, chunk, fence=None, ack_group=None, rules=rules)
         n += len(chunk)
         last = chunk[-1][0].decode()
         if stream_id(last) >= stream_id(until) or len(chunk) < REPLAY_CHUNK:
@@ -76,14 +79,14 @@ async def digest(redis: Redis, ks: Keyspace) -> str:
 
 
 async def rebuild_and_compare(
-    redis: Redis, prefix: str, partition: int, view: str = "verify"
+    redis: Redis, prefix: str, partition: int, view: str = "verify", rules: FoldRules = DEFAULT_RULES
 ) -> tuple[str, str, int]:
     """Replay the partition up to the live checkpoint into `view`; return (live digest, rebuilt digest, entries)."""
     live = Keyspace(prefix, partition)
     target = live.rebuild_view(view)
     await drop_view(redis, target)
     until = await read_checkpoint(redis, live)
-    n = await replay(redis, live, target, until=until)
+    n = await replay(redis, live, target, until=until, rules=rules)
     live_digest = await digest(redis, live)
     rebuilt_digest = await digest(redis, target)
     await drop_view(redis, target)
