@@ -1,18 +1,24 @@
 """What every projection folds: an event with its log position (`Located`), and how positions are written.
 
 A log entry id `<ms>-<seq>` orders entries (`stream_id`); an event's position is (entry id, index in entry).
-Index members write the event id and its position short (`member_of`; `parse_member` reads them back).
+Index members hold the event's ULID as 16 bytes and its position short (`member_of`; `parse_member` reads them
+back); receipt records (`record_of`) are the same facts at a fixed width, for the receipt-ordered strings.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from ingest.schema import EVENT_KINDS, Event
 
-ULID_LEN = 26
-# Crockford base32 (ULIDs) → the digits int(…, 32) reads
+DAY_MS = 86_400_000
+ULID_LEN = 26  # characters of a ULID's text; 16 bytes as a number
+# Crockford base32 (ULIDs) → the digits int(…, 32) reads, and back
 _TO_BASE32 = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# a receipt record: ULID, entry ms − ULID ms, entry sequence, index in the entry
+RECORD = struct.Struct(">16sqII")
 
 
 def stream_id(raw: bytes | str) -> tuple[int, int]:
@@ -27,22 +33,75 @@ def ulid_ms(ulid: str) -> int:
     return int(ulid[:10].translate(_TO_BASE32), 32)
 
 
-def member_of(ulid: str, entry_id: str, index: int) -> str:
-    """`<ULID><ms offset>[,<seq>]:<index>`: the event id, then its log position written short — the entry's
-    milliseconds as an offset from the id's (an event is appended within milliseconds of being received, so
-    the offset is small and usually empty), its sequence number when not 0, and the index in the entry."""
+def ulid_bytes(ulid: str) -> bytes:
+    """A ULID's 128 bits, big-endian: byte order is the text's order."""
+    return int(ulid.translate(_TO_BASE32), 32).to_bytes(16, "big")
+
+
+def ulid_text(raw: bytes) -> str:
+    n = int.from_bytes(raw[:16], "big")
+    return "".join(_CROCKFORD[(n >> s) & 31] for s in range(125, -1, -5))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _read_varint(raw: bytes, at: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = raw[at]
+        n |= (b & 0x7F) << shift
+        at += 1
+        if b < 0x80:
+            return n, at
+        shift += 7
+
+
+def member_of(key: bytes, entry_id: str, index: int) -> bytes:
+    """An index member: the event's 16-byte ULID, then its log position written short — the entry's
+    milliseconds as an offset from the ULID's (an event is appended within milliseconds of being received, so
+    the offset is small), the entry's sequence number and the index in the entry, as varints (the offset
+    zigzag-encoded). Usually 19 bytes; members sort by ULID."""
     ms, _, seq = entry_id.partition("-")
-    offset = int(ms) - ulid_ms(ulid)
-    return f"{ulid}{offset or ''}{',' + seq if seq and seq != '0' else ''}:{index}"
+    offset = int(ms) - int.from_bytes(key[:6], "big")
+    return (
+        key
+        + _varint(offset * 2 if offset >= 0 else -offset * 2 - 1)
+        + _varint(int(seq or 0))
+        + _varint(index)
+    )
 
 
-def parse_member(member: bytes | str) -> tuple[str, str, int]:
-    """(ulid, entry id, index) of an index member (`member_of`)."""
-    m = member.decode() if isinstance(member, bytes) else member
-    ulid = m[:ULID_LEN]
-    position, _, idx = m[ULID_LEN:].rpartition(":")
-    offset, _, seq = position.partition(",")
-    return ulid, f"{ulid_ms(ulid) + int(offset or 0)}-{seq or 0}", int(idx)
+def parse_member(member: bytes) -> tuple[str, str, int]:
+    """(ULID text, entry id, index) of an index member (`member_of`)."""
+    zig, at = _read_varint(member, 16)
+    seq, at = _read_varint(member, at)
+    index, _ = _read_varint(member, at)
+    offset = zig >> 1 if not zig & 1 else -((zig + 1) >> 1)
+    ms = int.from_bytes(member[:6], "big") + offset
+    return ulid_text(member), f"{ms}-{seq}", index
+
+
+def record_of(key: bytes, entry_id: str, index: int) -> bytes:
+    """A fixed-width receipt record (`RECORD`, 32 bytes) of an event: the same facts as its member."""
+    ms, _, seq = entry_id.partition("-")
+    return RECORD.pack(key, int(ms) - int.from_bytes(key[:6], "big"), int(seq or 0), index)
+
+
+def member_of_record(record: bytes) -> bytes:
+    """The index member of a receipt record."""
+    key, offset, seq, index = RECORD.unpack(record)
+    zig = offset * 2 if offset >= 0 else -offset * 2 - 1
+    return key + _varint(zig) + _varint(seq) + _varint(index)
 
 
 @dataclass(slots=True)
@@ -55,11 +114,18 @@ class Located:
     index: int
     contact_id: str | None = None
     ulid: str = field(init=False, repr=False, compare=False)  # the event id without `evt_`
-    member: str = field(init=False, repr=False, compare=False)  # its member in the indices
+    key: bytes = field(init=False, repr=False, compare=False)  # that ULID's 16 bytes
+    member: bytes = field(init=False, repr=False, compare=False)  # its member in the indices
 
     def __post_init__(self) -> None:
         self.ulid = ulid = self.event.id[4:]
-        self.member = member_of(ulid, self.entry_id, self.index)
+        self.key = key = ulid_bytes(ulid)
+        self.member = member_of(key, self.entry_id, self.index)
+
+    @property
+    def record(self) -> bytes:
+        """Its receipt record (`record_of`)."""
+        return record_of(self.key, self.entry_id, self.index)
 
     @property
     def version(self) -> list[int]:

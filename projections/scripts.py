@@ -2,7 +2,8 @@
 
 A file is named `<command>-<number of keys>.lua` (`-n` when the caller decides how many). Its arguments travel as
 one msgpack map in ARGV[1] (`local a = cmsgpack.unpack(ARGV[1])`, then `a.limit`, `a.mode`, …), packed by
-`pack_args`, so no script reads a long positional ARGV. Calls go out as EVALSHA; a server that does not know the
+`pack_args`, so no script reads a long positional ARGV (the server's msgpack knows no binary strings, so a script
+fed binary data takes it as a plain argument stream instead: `queue_argv`). Calls go out as EVALSHA; a server that does not know the
 script (restarted, flushed, another cluster node) answers NOSCRIPT and the call is repeated as EVAL, which loads
 it. On a pipeline the script is registered with the pipeline, which makes sure the server has it (SCRIPT
 EXISTS / LOAD) before the pipeline runs, so a transaction never fails half-way on NOSCRIPT.
@@ -55,6 +56,11 @@ class Script:
 
     def queue(self, pipe: Any, keys: Sequence[str], **named: Any) -> None:
         """Queue a call on a pipeline (or a transaction); the pipeline loads the script first if needed."""
+        self.queue_argv(pipe, keys, [pack_args(named)])
+
+    def queue_argv(self, pipe: Any, keys: Sequence[str], argv: Sequence[Any]) -> None:
+        """Queue a call whose arguments are a plain list (a script that takes a stream of binary-safe strings
+        instead of named arguments, e.g. `apply_updates-1.lua`)."""
         self._check(keys)
         pipe.scripts.add(self)
-        pipe.evalsha(self.sha, len(keys), *keys, pack_args(named))
+        pipe.evalsha(self.sha, len(keys), *keys, *argv)

@@ -10,10 +10,9 @@ from .scripts import Script
 
 # A batch touches hundreds of keys (one ZADD per index key, one HINCRBY per counter cell). Queued one by one
 # in MULTI, each costs a request and a QUEUED reply parsed in Python; instead the whole batch goes to the
-# server as a few calls of `apply_updates-1.lua`, which runs the commands in C-land: one msgpack array of
-# commands `[name, key, args…]` (one string to pack and parse instead of millions of arguments).
-# Arguments are strings, but ZADD scores travel as msgpack numbers: the script hands them to ZADD as the
-# shortest text that reads back as the same double, so the stored scores are those of the string form.
+# server as a few calls of `apply_updates-1.lua`, which runs the commands server-side: the commands flattened
+# into one argument list (`name, key, count, args…` each; hiredis packs it in C). ZADD scores are written as
+# Python's shortest repr, so the stored scores are those of the string form.
 # (Same transaction, same atomicity: the calls sit inside the MULTI.)
 APPLY_UPDATES = Script(__package__, "apply_updates-1.lua")
 MAX_COMMAND_ARGS = 4000  # Lua's unpack limit is near 8000; a longer command is split into several
@@ -79,6 +78,9 @@ class Updates:
         self.zadd_gt: dict[str, dict[str, float]] = defaultdict(dict)
         self.zadd_lt: dict[str, dict[str, float]] = defaultdict(dict)
         self.delete: set[str] = set()  # whole keys dropped (run last)
+        # fixed-width records merged into a string kept sorted by their first 16 bytes (a ULID)
+        self.records: dict[str, list[bytes]] = defaultdict(list)
+        self.append: dict[str, list[bytes]] = defaultdict(list)  # bytes appended to a string, in order
 
     def commands(self) -> list[list[Any]]:
         """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
@@ -106,6 +108,13 @@ class Updates:
             _emit(out, _pairs("HINCRBY", key, names, [str(cells[f]) for f in names], len(names)), 2)
         for key in sorted(self.hdel):
             _emit(out, _sorted("HDEL", key, self.hdel[key]), 1)
+        for key in sorted(self.records):
+            records = sorted(self.records[key])
+            if records:
+                _emit(out, ["MERGE_RECORDS", key, len(records[0]), *records], 1, head=3)
+        for key in sorted(self.append):
+            if self.append[key]:
+                out.append(["APPEND", key, b"".join(self.append[key])])
         if self.delete:
             _emit(out, ["DEL", *sorted(self.delete)], 1, head=1)
         return out
@@ -119,13 +128,14 @@ class Updates:
         if not commands:
             return
         route_key = route_key or commands[0][1]
-        start = size = 0
-        for i, cmd in enumerate(commands):
-            if size + len(cmd) > MAX_SCRIPT_ARGS and i > start:
-                APPLY_UPDATES.queue(pipe, [route_key], commands=commands[start:i])
-                start, size = i, 0
-            size += len(cmd)
-        APPLY_UPDATES.queue(pipe, [route_key], commands=commands[start:])
+        argv: list[Any] = []
+        for cmd in commands:
+            if len(argv) + len(cmd) > MAX_SCRIPT_ARGS and argv:
+                APPLY_UPDATES.queue_argv(pipe, [route_key], argv)
+                argv = []
+            argv += (cmd[0], cmd[1], len(cmd) - 2)
+            argv += cmd[2:]
+        APPLY_UPDATES.queue_argv(pipe, [route_key], argv)
 
     def __len__(self) -> int:
         return (
@@ -138,4 +148,6 @@ class Updates:
             + len(self.zadd_gt)
             + len(self.zadd_lt)
             + len(self.delete)
+            + len(self.records)
+            + len(self.append)
         )

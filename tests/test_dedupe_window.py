@@ -11,8 +11,9 @@ from projections.events import keys as event_keys
 from projections.fold import keys as fold_keys
 from projections.fold.fold import fold_entries
 from projections.fold.rebuild import digest, rebuild_and_compare
-from projections.fold.rules import DAY_MS, FoldRules
+from projections.fold.rules import FoldRules
 from projections.keyspace import Keyspace
+from projections.located import DAY_MS
 
 from .factories import make_events
 

@@ -14,7 +14,7 @@ from projections.events import apply_events
 from projections.events import keys as event_keys
 from projections.fold.rebuild import rebuild_and_compare
 from projections.keyspace import Keyspace
-from projections.located import Located, is_identified, parse_member
+from projections.located import DAY_MS, RECORD, Located, is_identified, member_of_record, parse_member
 from projections.updates import Updates
 
 T0 = 1_777_000_000_000  # 2026-04-24
@@ -45,14 +45,23 @@ async def append(redis, settings, workspace, events: list[Event]) -> None:
     await EventLog(redis, settings).append(workspace.id, events)
 
 
-async def test_identified_anonymous_and_received_indices_follow_the_fold(
+def records_of(raw: bytes | None) -> list[str]:
+    """The event ULIDs of a string of receipt records, in order."""
+    raw = raw or b""
+    return [
+        parse_member(member_of_record(raw[i : i + RECORD.size]))[0] for i in range(0, len(raw), RECORD.size)
+    ]
+
+
+async def test_identified_waiting_and_received_indices_follow_the_fold(
     app, redis, settings, workspace, folded
 ):
-    ids = ulids(3, T0)
+    ids = ulids(4, T0)
     events = [
         make_event(ids[0], T0, anon="a1"),
         make_event(ids[1], T0 + 1, anon="a1", user="u1"),
         make_event(ids[2], T0 + 2, user="u2"),
+        make_event(ids[3], T0 + 3, anon="a2"),
     ]
     await append(redis, settings, workspace, events)
     await folded()
@@ -60,16 +69,29 @@ async def test_identified_anonymous_and_received_indices_follow_the_fold(
     idf = [
         parse_member(m)[0] for m in await redis.zrange(event_keys.index_identified(ks, workspace.id), 0, -1)
     ]
-    anon = [
-        parse_member(m)[0]
-        for m in await redis.zrange(event_keys.index_anonymous(ks, workspace.id, "a1"), 0, -1)
-    ]
-    rcv = await redis.zrange(event_keys.index_received(ks, workspace.id), 0, -1, withscores=True)
     # a1's earlier event is identified retroactively: a1 was linked to u1's contact in the same fold step
     assert idf == [ids[0], ids[1], ids[2]]
-    assert anon == [ids[0], ids[1]]
+    # only a2's event waits for its visitor to be identified; a1 waits no more
+    assert not await redis.exists(event_keys.anonymous_events(ks, workspace.id, "a1"))
+    assert records_of(await redis.get(event_keys.anonymous_events(ks, workspace.id, "a2"))) == [ids[3]]
     # every event in id order, which is receipt order (an id's ULID carries the receipt millisecond)
-    assert [(parse_member(m)[0], s) for m, s in rcv] == [(ids[0], 0), (ids[1], 0), (ids[2], 0)]
+    day = T0 // DAY_MS
+    assert await redis.zrange(event_keys.received_days(ks, workspace.id), 0, -1) == [str(day).encode()]
+    assert records_of(await redis.get(event_keys.received(ks, workspace.id, day))) == ids
+
+
+async def test_receipt_records_stay_in_id_order_when_events_arrive_out_of_it(
+    app, redis, settings, workspace, folded
+):
+    ids = ulids(6, T0)
+    for batch in ([ids[3], ids[4]], [ids[0]], [ids[5], ids[1]], [ids[2]]):  # appended out of receipt order
+        await append(redis, settings, workspace, [make_event(u, T0, anon="a9") for u in batch])
+        await folded()
+    ks = keyspace(settings, workspace)
+    assert records_of(await redis.get(event_keys.received(ks, workspace.id, T0 // DAY_MS))) == ids
+    assert records_of(await redis.get(event_keys.anonymous_events(ks, workspace.id, "a9"))) == [
+        ids[3], ids[4], ids[0], ids[5], ids[1], ids[2]
+    ]  # fmt: skip
 
 
 def test_a_resolved_contact_indexes_the_event_under_the_contact_and_as_identified():

@@ -16,12 +16,11 @@ from redis.asyncio import Redis
 from ingest.schema import Event
 
 from ..keyspace import Keyspace
-from ..located import Located, is_identified, is_listed
+from ..located import DAY_MS, Located, is_identified, is_listed
 from ..updates import Targets, Updates
 from . import keys
 
 SEP = "\x1f"
-DAY_MS = 86_400_000
 
 
 def day_of(ms: int) -> str:

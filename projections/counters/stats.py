@@ -18,9 +18,10 @@ from redis.asyncio import Redis
 
 from ..events import EventQuery, Facets, count_by_type_and_domain, count_matching
 from ..keyspace import Keyspace
+from ..located import DAY_MS
 from ..scripts import Script
 from . import keys
-from .cube import DAY_MS, SEP, cube_field, day_of
+from .cube import SEP, cube_field, day_of
 
 NAMED_DAYS = 400  # read_count names the day keys of a range up to this long instead of listing them
 TOP = 50

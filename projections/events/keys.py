@@ -1,4 +1,5 @@
-"""Keys of the events projection: the time-ordered indices, the type and domain sets, and the text index.
+"""Keys of the events projection: the time-ordered indices, the receipt-ordered records, the type and domain
+sets, and the text index.
 
 Index members and scores are described in `projections/events/indices.py`; the text index (signatures and
 trigrams) in `projections/events/search.py`.
@@ -20,10 +21,6 @@ def index_type(ks: Keyspace, workspace: str, event_type: str) -> str:
     return f"{workspace_base(ks, workspace)}:ix:t:{event_type}"
 
 
-def index_domain(ks: Keyspace, workspace: str, domain: str) -> str:
-    return f"{workspace_base(ks, workspace)}:ix:d:{domain}"
-
-
 def index_contact(ks: Keyspace, workspace: str, contact_id: str) -> str:
     """ZSET of one contact's events (only events whose `Located.contact_id` is set)."""
     return f"{workspace_base(ks, workspace)}:ix:c:{contact_id}"
@@ -34,14 +31,21 @@ def index_identified(ks: Keyspace, workspace: str) -> str:
     return f"{workspace_base(ks, workspace)}:ix:idf"
 
 
-def index_anonymous(ks: Keyspace, workspace: str, anonymous_id: str) -> str:
-    """ZSET of one anonymous visitor's events, identified or not (for retroactive identification)."""
-    return f"{workspace_base(ks, workspace)}:ix:a:{anonymous_id}"
+def anonymous_events(ks: Keyspace, workspace: str, anonymous_id: str) -> str:
+    """STRING of receipt records (`projections.located.RECORD`) of one anonymous visitor's events that have no
+    contact yet, kept until the visitor is linked to one (retroactive identification moves them, then drops it)."""
+    return f"{workspace_base(ks, workspace)}:ax:{anonymous_id}"
 
 
-def index_received(ks: Keyspace, workspace: str) -> str:
-    """ZSET (all scores 0) of all listed events in id order, which is receipt (`createdAt`) order."""
-    return f"{workspace_base(ks, workspace)}:ix:r"
+def received(ks: Keyspace, workspace: str, day: int) -> str:
+    """STRING of the receipt records of the listed events received on one UTC day (days since the epoch, of the
+    event id's millisecond), sorted by event id, which is receipt (`createdAt`) order."""
+    return f"{workspace_base(ks, workspace)}:rx:{day}"
+
+
+def received_days(ks: Keyspace, workspace: str) -> str:
+    """ZSET day → day: which `received` strings exist."""
+    return f"{workspace_base(ks, workspace)}:rx:days"
 
 
 def event_types(ks: Keyspace, workspace: str) -> str:
@@ -73,6 +77,11 @@ def signature_newest(ks: Keyspace, workspace: str) -> str:
 def signature_oldest(ks: Keyspace, workspace: str) -> str:
     """ZSET signature id → the oldest event timestamp in its index (ZADD LT)."""
     return f"{workspace_base(ks, workspace)}:sig:old"
+
+
+def domain_signatures(ks: Keyspace, workspace: str, domain: str) -> str:
+    """SET of the signature ids of one domain: the domain filter is the union of their indices."""
+    return f"{workspace_base(ks, workspace)}:sig:d:{domain}"
 
 
 def index_signature(ks: Keyspace, workspace: str, signature_id: str) -> str:

@@ -102,13 +102,13 @@ async def _branches(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -
         common.append([keys.index_contact(ks, workspace, q.contact_id)])
     if q.identified_only:
         common.append([keys.index_identified(ks, workspace)])
-    # a page signature implies its domain: with a text filter the signatures carry the domain condition
-    domain_group = [[keys.index_domain(ks, workspace, q.domain)]] if q.domain is not None else []
-    url_group = domain_group
+    # A domain is the union of its pages (signatures): with a text filter the signatures that match it carry the
+    # domain condition too.
+    url_group: list[list[str]] = []
     url_sigs: list[Signature] | None = None
-    if q.url_contains:
+    if q.url_contains or q.domain is not None:
         url_sigs = await matching_signatures(
-            redis, ks, workspace, url_contains=q.url_contains, domain=q.domain
+            redis, ks, workspace, url_contains=q.url_contains or None, domain=q.domain
         )
         if not url_sigs:
             return []
@@ -127,7 +127,7 @@ async def _branches(redis: Redis, ks: Keyspace, workspace: str, q: EventQuery) -
     if named:
         others = [t for t in others if t not in named]
     if others:
-        if url_sigs is not None:  # the url_contains pages that also match the search
+        if url_sigs is not None:  # the url_contains / domain pages that also match the search
             sigs = [s for s in url_sigs if s.contains(needle)]
         else:
             sigs = await matching_signatures(redis, ks, workspace, search=q.search, domain=q.domain)
@@ -200,7 +200,8 @@ async def find_event_page(
         ]
         parts = [p for p in parts if p]
     elif q.sort_by == "createdAt":
-        sort_keys = [keys.index_received(ks, workspace), keys.index_all(ks, workspace)]
+        days = await redis.zrange(keys.received_days(ks, workspace), 0, -1, desc=q.descending)
+        sort_keys = [keys.index_all(ks, workspace), *(keys.received(ks, workspace, int(d)) for d in days)]
     else:
         mode = "timestamp"  # by event within one event type is by timestamp
     unfiltered = len(branches) == 1 and branches[0].types is None and not branches[0].groups
@@ -264,24 +265,48 @@ class Facets:
     domain: str | None = None
     identified_only: bool = False
 
-    def groups(self, ks: Keyspace, workspace: str) -> list[list[str]]:
-        out: list[list[str]] = []
-        if self.event_type is not None:
-            out.append([keys.index_type(ks, workspace, self.event_type)])
-        if self.domain is not None:
-            out.append([keys.index_domain(ks, workspace, self.domain)])
-        if self.identified_only:
-            out.append([keys.index_identified(ks, workspace)])
-        return out
+
+async def _domain_signature_keys(
+    redis: Redis, ks: Keyspace, workspace: str, domains: list[str]
+) -> list[list[str]]:
+    """The signature indices of each domain (a domain's events are the union of its pages'), one round trip."""
+    if not domains:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for d in domains:
+        pipe.smembers(keys.domain_signatures(ks, workspace, d))
+    return [
+        [keys.index_signature(ks, workspace, sid.decode()) for sid in sorted(sids)]
+        for sids in await pipe.execute()
+    ]
+
+
+async def _facet_groups(redis: Redis, ks: Keyspace, workspace: str, f: Facets) -> list[list[str]] | None:
+    """The index groups `f` intersects; None when its domain has no events."""
+    out: list[list[str]] = []
+    if f.event_type is not None:
+        out.append([keys.index_type(ks, workspace, f.event_type)])
+    if f.domain is not None:
+        (pages,) = await _domain_signature_keys(redis, ks, workspace, [f.domain])
+        if not pages:
+            return None
+        out.append(pages)
+    if f.identified_only:
+        out.append([keys.index_identified(ks, workspace)])
+    return out
 
 
 async def count_matching(
     redis: Redis, ks: Keyspace, workspace: str, f: Facets, ranges: list[tuple[int, int]]
 ) -> list[int]:
     """How many events match `f` in each time range (epoch ms, inclusive), counted from the indices."""
-    groups = f.groups(ks, workspace) or [[keys.index_all(ks, workspace)]]
+    groups = await _facet_groups(redis, ks, workspace, f)
+    if groups is None:
+        return [0 for _ in ranges]
+    groups = groups or [[keys.index_all(ks, workspace)]]
+    # the first group's keys are the facets: their counts add up (signature indices are disjoint)
     counts = await asyncio.gather(*(_facet_counts(redis, groups[1:], groups[0], lo, hi) for lo, hi in ranges))
-    return [c[0] for c in counts]
+    return [sum(c) for c in counts]
 
 
 async def count_by_type_and_domain(
@@ -291,22 +316,21 @@ async def count_by_type_and_domain(
     domain of the workspace, in name order), counted from the indices."""
     if not ranges:
         return []
-    groups = f.groups(ks, workspace)
+    groups = await _facet_groups(redis, ks, workspace, f)
     pipe = redis.pipeline(transaction=False)
     pipe.smembers(keys.event_types(ks, workspace))
     pipe.smembers(keys.domains(ks, workspace))
     type_set, domain_set = await pipe.execute()
     types = sorted(t.decode() for t in type_set)
     doms = sorted(d.decode() for d in domain_set)
-    facet_keys = [keys.index_type(ks, workspace, t) for t in types]
-    facet_keys += [keys.index_domain(ks, workspace, d) for d in doms]
+    if groups is None:
+        return [([(t, 0) for t in types], [(d, 0) for d in doms]) for _ in ranges]
+    pages = await _domain_signature_keys(redis, ks, workspace, doms)
+    facet_keys = [keys.index_type(ks, workspace, t) for t in types] + [k for ps in pages for k in ps]
     out = []
     for lo, hi in ranges:
-        counts = await _facet_counts(redis, groups, facet_keys, lo, hi)
-        out.append(
-            (
-                list(zip(types, counts[: len(types)], strict=True)),
-                list(zip(doms, counts[len(types) :], strict=True)),
-            )
-        )
+        counts = iter(await _facet_counts(redis, groups, facet_keys, lo, hi))
+        by_type = [(t, next(counts)) for t in types]
+        by_domain = [(d, sum(next(counts) for _ in ps)) for d, ps in zip(doms, pages, strict=True)]
+        out.append((by_type, by_domain))
     return out

@@ -1,6 +1,8 @@
 -- The Events API list query (`projections/events/query.py`), run server-side in one call.
--- KEYS: every group's keys in the order of a.parts, then (mode createdAt) ix:r and ix:all, or (mode facets)
--- the facet indices.
+-- KEYS: every group's keys in the order of a.parts, then (mode createdAt) ix:all and the receipt-record strings
+-- (`rx:<day>`, 32-byte records sorted by event id) in the walk's order, or (mode facets) the facet indices. Members are binary
+-- (a 16-byte ULID, then the log position): they are ordered by their ULID read as numbers, never by Lua's string
+-- comparison (which follows the server's locale).
 -- a.parts: parts → branches → groups; a group is {keys = how many of KEYS it takes, counts = {…}, bounds = {…}}
 -- with the optional hints: each key's event count, and its newest score when sorting descending or oldest when
 -- ascending (keys best bound first). Parts are concatenated in order (sort_by=event: one per event type); a
@@ -39,10 +41,19 @@ local function range(key, start, count)
   return redis.call('ZRANGE', key, lo_s, hi_s, 'BYSCORE', 'LIMIT', start, count, 'WITHSCORES')
 end
 
-local function before(x, y)  -- x sorts before y: score, then member, both in the query's direction
+local function id_key(x)  -- a picked {member, score}'s ULID as 32 hex digits (cached in x[3]): sorts as the id
+  local h = x[3]
+  if not h then
+    h = string.format('%08x%08x%08x%08x', struct.unpack('>I4I4I4I4', x[1]))
+    x[3] = h
+  end
+  return h
+end
+
+local function before(x, y)  -- x sorts before y: score, then event id, both in the query's direction
   if x[2] ~= y[2] then if desc then return x[2] > y[2] end return x[2] < y[2] end
-  if desc then return x[1] > y[1] end
-  return x[1] < y[1]
+  if desc then return id_key(x) > id_key(y) end
+  return id_key(x) < id_key(y)
 end
 
 -- flags[i] = true when members[i] is in every group of `others`
@@ -197,46 +208,95 @@ if mode == 'event' then
   return out
 end
 
--- mode == 'createdAt': KEYS after the groups are ix:r and ix:all
-local received, all = KEYS[k], KEYS[k + 1]
+-- mode == 'createdAt': KEYS after the groups are ix:all and the receipt strings, in walk order
+local W = 32
+local all = KEYS[k]
+local days, lens, total = {}, {}, 0
+for t = k + 1, #KEYS do
+  days[#days + 1] = KEYS[t]
+  lens[#days] = redis.call('STRLEN', KEYS[t]) / W
+  total = total + lens[#days]
+end
+
+local function varint(n)
+  local bytes = {}
+  repeat
+    local b = n % 128
+    n = (n - b) / 128
+    if n > 0 then b = b + 128 end
+    bytes[#bytes + 1] = string.char(b)
+  until n == 0
+  return table.concat(bytes)
+end
+
+-- the members of `count` records of day `i` from walk position `from` (0-based), in walk order
+local function records(i, from, count)
+  local n = lens[i]
+  local a, b = from, from + count - 1
+  if desc then a, b = n - from - count, n - from - 1 end
+  if a < 0 then a = 0 end
+  if b >= n then b = n - 1 end
+  local out = {}
+  if b < a then return out end
+  local raw = redis.call('GETRANGE', days[i], a * W, (b + 1) * W - 1)
+  for j = 0, #raw / W - 1 do
+    local u, off, seq, idx = struct.unpack('>c16i8I4I4', raw, j * W + 1)
+    local zig = off >= 0 and off * 2 or -off * 2 - 1
+    out[#out + 1] = u .. varint(zig) .. varint(seq) .. varint(idx)
+  end
+  if desc then
+    for x = 1, math.floor(#out / 2) do out[x], out[#out + 1 - x] = out[#out + 1 - x], out[x] end
+  end
+  return out
+end
+
 local branches = parts[1]
 local count = evaluate_part(branches, 0, true)
 if limit > 0 and count > offset then
   if unfiltered and not ranged then
-    local r
-    if desc then r = redis.call('ZRANGE', received, offset, offset + limit - 1, 'REV')
-    else r = redis.call('ZRANGE', received, offset, offset + limit - 1) end
-    for i = 1, #r do out[#out + 1] = r[i] end
-  elseif count <= gather_limit
-      and (offset + limit) * redis.call('ZCARD', received) / count > 3 * count then
-    -- few matches spread thin over ix:r: sort them by id (= receipt order) instead of scanning ix:r for them
+    local skip, left = offset, limit
+    for i = 1, #days do
+      if left == 0 then break end
+      if skip >= lens[i] then
+        skip = skip - lens[i]
+      else
+        for _, m in ipairs(records(i, skip, left)) do out[#out + 1] = m; left = left - 1 end
+        skip = 0
+      end
+    end
+  elseif count <= gather_limit and (offset + limit) * total / count > 3 * count then
+    -- few matches spread thin over the receipt records: sort them by id (= receipt order) instead of walking
     local _, picked = evaluate_part(branches, count, false)
     for i = 1, #picked do picked[i][2] = 0 end
     table.sort(picked, before)
     emit(picked, offset + 1, offset + limit)
   else
-    local want, start, got, found = offset + limit, 0, 0, {}
-    local total = redis.call('ZCARD', received)
-    while got < want and start < total do
-      local r
-      if desc then r = redis.call('ZRANGE', received, start, start + CHUNK - 1, 'REV')
-      else r = redis.call('ZRANGE', received, start, start + CHUNK - 1) end
-      local flags = {}
-      for _, gs in ipairs(branches) do
-        local f = passes(r, gs)
-        for i = 1, #r do if f[i] then flags[i] = true end end
-      end
-      if ranged then
-        local ts = redis.call('ZMSCORE', all, unpack(r))
-        for i = 1, #r do
-          local t = tonumber(ts[i])
-          if t == nil or t < lo or t > hi then flags[i] = false end
+    local want, got, found = offset + limit, 0, {}
+    for i = 1, #days do
+      local from = 0
+      while got < want and from < lens[i] do
+        local members = records(i, from, CHUNK)
+        local flags = {}
+        for _, gs in ipairs(branches) do
+          local f = passes(members, gs)
+          for j = 1, #members do if f[j] then flags[j] = true end end
         end
+        if ranged and #members > 0 then
+          local ts = redis.call('ZMSCORE', all, unpack(members))
+          for j = 1, #members do
+            local t = tonumber(ts[j])
+            if t == nil or t < lo or t > hi then flags[j] = false end
+          end
+        end
+        for j = 1, #members do
+          if flags[j] and got < want then
+            got = got + 1
+            found[got] = members[j]
+          end
+        end
+        from = from + CHUNK
       end
-      for i = 1, #r do
-        if flags[i] and got < want then got = got + 1; found[got] = r[i] end
-      end
-      start = start + CHUNK
+      if got >= want then break end
     end
     for i = offset + 1, math.min(want, got) do out[#out + 1] = found[i] end
   end

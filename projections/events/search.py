@@ -2,7 +2,8 @@
 
 A signature is a listed event's (URL, domain); events without a URL have none. Each distinct signature gets a
 stable id (a hash, so the fold needs no counter), a dictionary entry `sig` (id → url␟domain), a time-ordered
-index `ix:s:<id>` of its events (members and scores as in `indices.py`), its event count and its
+index `ix:s:<id>` of its events (members and scores as in `indices.py`), its id in its domain's set `sig:d:<domain>`
+(the domain filter is the union of the domain's signature indices), its event count and its
 newest and oldest timestamps (`sig:n`, `sig:new`, `sig:old`: a query over many signatures counts them with one
 read and skips the indices that cannot reach its page), and its id in `ng:<trigram>` for every trigram of its
 lower-cased text. A substring query intersects the trigram sets, checks the few
@@ -130,6 +131,8 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
             continue
         known.add(sid)
         dictionary[sid] = text
+        if loc.event.domain:
+            u.sadd[keys.domain_signatures(ks, workspace, loc.event.domain)].add(sid)
         for part in text.split(SEP):
             with_field[part].append(sid)
     # A signature's trigrams are its fields' (`grams`), and new signatures share most fields: each distinct
@@ -140,13 +143,18 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
             by_gram[g].update(sids)
 
 
-async def _candidates(redis: Redis, ks: Keyspace, workspace: str, needles: list[str]) -> list[Signature]:
-    """Signatures whose text may contain every needle: trigram intersection (or the whole dictionary)."""
-    gs = sorted({g for n in needles for g in grams(n)})
-    if not gs:
+async def _candidates(
+    redis: Redis, ks: Keyspace, workspace: str, needles: list[str], domain: str | None
+) -> list[Signature]:
+    """Signatures whose text may contain every needle, of `domain` if given: the intersection of the trigram sets
+    and the domain's set (or, with neither, the whole dictionary)."""
+    sets = [keys.signature_gram(ks, workspace, g) for g in sorted({g for n in needles for g in grams(n)})]
+    if domain is not None:
+        sets.append(keys.domain_signatures(ks, workspace, domain))
+    if not sets:
         flat = await redis.hgetall(keys.signatures(ks, workspace))
         return [Signature.parse(k.decode(), v.decode()) for k, v in flat.items()]
-    sids = sorted(m.decode() for m in await redis.sinter([keys.signature_gram(ks, workspace, g) for g in gs]))
+    sids = sorted(m.decode() for m in await redis.sinter(sets))
     if not sids:
         return []
     texts = await redis.hmget(keys.signatures(ks, workspace), sids)
@@ -168,7 +176,7 @@ async def matching_signatures(
     text_q = search.lower() if search else None
     out = [
         sig
-        for sig in await _candidates(redis, ks, workspace, [n for n in (url_q, text_q) if n])
+        for sig in await _candidates(redis, ks, workspace, [n for n in (url_q, text_q) if n], domain)
         if (domain is None or sig.domain == domain)
         and (url_q is None or url_q in sig.url.lower())
         and (text_q is None or sig.contains(text_q))

@@ -2,11 +2,13 @@
 
 One script call reads every distinct entry of a page server-side (`read_entries-1.lua`), so a page costs one
 request and one reply however many entries its events come from. `read_event` finds one event by id through
-`ix:r`; `read_event_types` lists the type set.
+its receipt record (`find_record-1.lua`); `read_event_types` lists the type set.
 """
 
 from __future__ import annotations
 
+import re
+import struct
 from typing import Any
 
 from redis.asyncio import Redis
@@ -16,11 +18,13 @@ from ingest.log import entry_event_at
 from ingest.schema import Event
 
 from ..keyspace import Keyspace
-from ..located import ULID_LEN, parse_member
+from ..located import DAY_MS, RECORD, member_of_record, parse_member, ulid_bytes, ulid_ms
 from ..scripts import Script
 from . import keys
 
 READ_ENTRIES = Script(__package__, "read_entries-1.lua")
+FIND_RECORD = Script(__package__, "find_record-1.lua")
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
 async def read_events_at(redis: Redis, ks: Keyspace, positions: list[tuple[str, int]]) -> list[Event | None]:
@@ -51,15 +55,20 @@ def event_ids_of(members: list[bytes]) -> list[str]:
 
 
 async def read_event(redis: Redis, ks: Keyspace, workspace: str, event_id: str) -> Event | None:
-    if not event_id.startswith("evt_") or len(event_id) != 4 + ULID_LEN:
-        return None
+    """One listed event by id: its receipt record is in the string of the day its id was received."""
     ulid = event_id[4:]
-    found = await redis.zrange(
-        keys.index_received(ks, workspace), f"[{ulid}", "+", bylex=True, offset=0, num=1
-    )
-    if not found or not found[0].startswith(ulid.encode()):
+    if not event_id.startswith("evt_") or not _ULID.fullmatch(ulid):
         return None
-    _, entry_id, idx = parse_member(found[0])
+    key = ulid_bytes(ulid)
+    record = await FIND_RECORD(
+        redis,
+        [keys.received(ks, workspace, ulid_ms(ulid) // DAY_MS)],
+        ulid=list(struct.unpack(">IIII", key)),
+        width=RECORD.size,
+    )
+    if not record:
+        return None
+    _, entry_id, idx = parse_member(member_of_record(record))
     (event,) = await read_events_at(redis, ks, [(entry_id, idx)])
     return event
 

@@ -25,10 +25,10 @@ from ingest.schema import Event
 from .. import counters, events, identity, touchpoints
 from ..errors import FenceLost, PoisonEntry
 from ..keyspace import Keyspace
-from ..located import Located, is_listed, stream_id
+from ..located import DAY_MS, Located, is_listed, stream_id
 from ..updates import Updates
 from . import keys
-from .rules import DAY_MS, DEFAULT_RULES, FoldRules
+from .rules import DEFAULT_RULES, FoldRules
 
 GROUP = "fold"
 

@@ -12,8 +12,6 @@ from ingest.settings import Settings
 
 from . import keys
 
-DAY_MS = 86_400_000
-
 
 @dataclass(frozen=True, slots=True)
 class FoldRules:

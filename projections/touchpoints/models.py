@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..located import DAY_MS
 from .classify import DIRECT, PAID_SOURCES
 
 MODELS = (
@@ -22,7 +23,6 @@ MODELS = (
     "last_non_direct_touch",
 )
 WINDOWS_DAYS = (0, 1, 7, 14, 30, 60, 90)  # 0 = lifetime (every earlier touchpoint)
-DAY_MS = 86_400_000
 CREDIT_DECIMALS = 6
 
 
