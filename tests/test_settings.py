@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.cli import _settings, build_parser
-from ingest.settings import Settings, parse_partition_set
+from ingest.settings import InvalidSetting, Settings, parse_partition_set
 from projections.fold.applier import chunk_entries
 
 
@@ -17,7 +17,7 @@ def test_environment_variables_fill_settings():
 
 
 def test_a_bad_number_names_the_variable():
-    with pytest.raises(ValueError, match="STREAMFOLD_PORT"):
+    with pytest.raises(InvalidSetting, match="STREAMFOLD_PORT=eighty"):
         Settings.from_env({"STREAMFOLD_PORT": "eighty"})
 
 
