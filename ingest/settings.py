@@ -28,8 +28,8 @@ class InvalidSetting(InvalidRequest):
         sep = " " if self.source.startswith("--") else "="
         super().__init__(f"{self.source}{sep}{value!s}: {problem}", details={"setting": name})
 
-    def from_source(self, source: str) -> InvalidSetting:
-        return InvalidSetting(self.name, self.value, self.problem, source=source)
+    def from_source(self, source: str, value: Any) -> InvalidSetting:
+        return InvalidSetting(self.name, value, self.problem, source=source)
 
 
 def env_name(field_name: str) -> str:
@@ -85,21 +85,21 @@ class Settings:
         """Settings from `STREAMFOLD_*` variables, then `overrides` (CLI flags, named `--flag-name`)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
+        sources: dict[str, tuple[str, Any]] = {}  # name → (variable or flag, value as given)
         for f in fields(cls):
             raw = env.get(env_name(f.name))
             if raw is None or raw == "":
                 continue
             values[f.name] = _coerce(str(f.type), raw, f.name)
-            sources[f.name] = env_name(f.name)
+            sources[f.name] = (env_name(f.name), raw)
         for name, value in overrides.items():
             if value is not None:
                 values[name] = value
-                sources[name] = "--" + name.replace("_", "-")
+                sources[name] = ("--" + name.replace("_", "-"), value)
         try:
             return cls(**values)
         except InvalidSetting as exc:
-            raise exc.from_source(sources.get(exc.name, exc.source)) from None
+            raise exc.from_source(*sources.get(exc.name, (exc.source, exc.value))) from None
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
