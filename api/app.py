@@ -34,7 +34,13 @@ def connect(settings: Settings) -> Redis:
     return connect_redis(settings.redis_url, max_connections=256)
 
 
-def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, *, run_appliers: bool = True, ready_needs_fold: bool | None = None
+) -> FastAPI:
+    """`ready_needs_fold`: `/readyz` also checks the fold of `settings.fold_partitions` (default: when this
+    process runs the appliers; `serve --workers N` folds in a sibling process and says so)."""
+    check_fold = run_appliers if ready_needs_fold is None else ready_needs_fold
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
@@ -91,7 +97,7 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
     )
     async def readyz() -> JSONResponse:
         services: Services = app.state.services
-        reason = await unready_reason(services.redis, settings, folding=app.state.applier is not None)
+        reason = await unready_reason(services.redis, settings, folding=check_fold)
         if reason is None:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
@@ -100,5 +106,7 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for uvicorn worker processes (`streamfold serve --workers N`): HTTP only, settings from env."""
-    return create_app(Settings.from_env(), run_appliers=False)
+    """Factory for uvicorn worker processes (`streamfold serve --workers N`): HTTP only, settings from env; one
+    sibling process folds unless `no_fold`."""
+    settings = Settings.from_env()
+    return create_app(settings, run_appliers=False, ready_needs_fold=not settings.no_fold)

@@ -37,6 +37,13 @@ def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
     raise TimeoutError("serve did not come up")
 
 
+def _wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while (r := httpx.get(f"{url}/readyz", timeout=5)).status_code != 200:
+        assert proc.poll() is None and time.monotonic() < deadline, r.text
+        time.sleep(0.05)  # sleep-ok: polling until the fold process holds its leases
+
+
 def _stop(proc: subprocess.Popen[str]) -> str:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
@@ -116,6 +123,9 @@ def test_ctrl_c_stops_serve_with_workers_cleanly(settings, redis):
     proc = _serve(settings, "--workers", "2", port=port, session=True)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        _wait_ready(
+            f"http://127.0.0.1:{port}", proc
+        )  # the HTTP workers see the sibling fold process's leases
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process of the group
         out, err = proc.communicate(timeout=60)
