@@ -16,7 +16,7 @@ import logging
 from api.logs import configure_logging
 from ingest.settings import Settings
 configure_logging(Settings(log_format="json"))
-from projections.applier import Applier  # FastStream imported after the set-up: its handler is still ours
+from projections.fold.applier import Applier  # FastStream imported after the set-up: its handler is still ours
 logging.getLogger("streamfold.test").info("ours %s", 1)
 logging.getLogger("faststream").warning("theirs")
 logging.getLogger("uvicorn.error").info("uvicorn")

@@ -12,7 +12,7 @@ from api.cli import _CountingReads
 from api.console import job_progress
 from ingest import keys as log_keys
 from ingest.keys import partition_of
-from projections.rebuild import rebuild_and_compare
+from projections.fold.rebuild import rebuild_and_compare
 
 from .cli_helpers import common_flags, streamfold
 
