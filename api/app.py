@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from ingest.http import IngestFastPath
@@ -18,8 +19,9 @@ from ingest.sources.http import build_router as build_sources_router
 from ingest.workspaces import WorkspaceRegistry
 from projections.fold.applier import Applier
 
-from . import errors
+from . import __version__, errors, openapi
 from .deps import Services
+from .health import unready_reason
 from .ratelimit import RateLimiter
 from .routers import admin, attribution, contacts, dashboard, events, status, tracker
 
@@ -32,7 +34,13 @@ def connect(settings: Settings) -> Redis:
     return connect_redis(settings.redis_url, max_connections=256)
 
 
-def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, *, run_appliers: bool = True, ready_needs_fold: bool | None = None
+) -> FastAPI:
+    """`ready_needs_fold`: `/readyz` also checks the fold of `settings.fold_partitions` (default: when this
+    process runs the appliers; `serve --workers N` folds in a sibling process and says so)."""
+    check_fold = run_appliers if ready_needs_fold is None else ready_needs_fold
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
@@ -57,13 +65,14 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
 
     app = FastAPI(
         title="Streamfold",
-        version="0.1.0",
+        version=__version__,
         summary="Segment-compatible event ingestion folded into fast read projections.",
         lifespan=lifespan,
         # no OpenTelemetry providers are configured here; checking for them costs ~10% of a one-event request
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(IngestFastPath)
     app.include_router(build_ingest_router())
     app.include_router(build_sources_router())
@@ -76,13 +85,28 @@ def create_app(settings: Settings, *, run_appliers: bool = True) -> FastAPI:
     app.include_router(status.router)
     app.include_router(dashboard.router)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process serves HTTP")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: Redis answers; the partitions this process folds are owned and caught up",
+        responses={503: {"description": '`{"status": "unavailable", "reason": "…"}`'}},
+    )
+    async def readyz() -> JSONResponse:
+        services: Services = app.state.services
+        reason = await unready_reason(services.redis, settings, folding=check_fold)
+        if reason is None:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
 
     return app
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for uvicorn worker processes (`streamfold serve --workers N`): HTTP only, settings from env."""
-    return create_app(Settings.from_env(), run_appliers=False)
+    """Factory for uvicorn worker processes (`streamfold serve --workers N`): HTTP only, settings from env; one
+    sibling process folds unless `no_fold`."""
+    settings = Settings.from_env()
+    return create_app(settings, run_appliers=False, ready_needs_fold=not settings.no_fold)

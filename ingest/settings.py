@@ -1,13 +1,39 @@
 """One `Settings` object for the whole process, read from `STREAMFOLD_*` environment variables.
 
-CLI flags override the environment (see `api/cli.py`); everything else receives the object it needs.
+CLI flags override the environment (see `api/cli.py`); everything else receives the object it needs. A value
+that cannot be used raises `InvalidSetting`, whose message names the variable (or flag) it came from.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
+
+from .errors import InvalidRequest
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+class InvalidSetting(InvalidRequest):
+    """A setting with a value Streamfold cannot run with; `source` is the variable or flag it came from."""
+
+    def __init__(self, name: str, value: Any, problem: str, *, source: str | None = None) -> None:
+        self.name, self.value, self.problem = name, value, problem
+        self.source = source or env_name(name)
+        sep = " " if self.source.startswith("--") else "="
+        super().__init__(f"{self.source}{sep}{value!s}: {problem}", details={"setting": name})
+
+    def from_source(self, source: str, value: Any) -> InvalidSetting:
+        return InvalidSetting(self.name, value, self.problem, source=source)
+
+
+def env_name(field_name: str) -> str:
+    return f"STREAMFOLD_{field_name.upper()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +44,12 @@ class Settings:
     key_prefix: str = "sf"
     # Number of log partitions. Set once per deployment: changing it moves workspaces.
     partitions: int = 16
+    # `streamfold serve`: listen address, HTTP worker processes, HTTP only (fold elsewhere), demo workspace.
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1
+    no_fold: bool = False
+    demo: bool = False
     data_dir: str = ".streamfold"
     embedded_port: int = 0  # 0 = pick a free port
     # Ingest limits (Segment's): per event, per request body (after decompression), events per batch.
@@ -36,19 +66,40 @@ class Settings:
     # Read API
     attribution_rate_limit_per_minute: int = 7
     key_cache_seconds: float = 5.0
+    # Operating: /readyz fails when a partition this process folds is further behind (0 = no lag check);
+    # logs (level, text or one JSON object per line, HTTP access log).
+    ready_max_lag_seconds: float = 30.0
     log_level: str = "info"
+    log_format: str = "text"
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            problem = _problem(self, f.name, value)
+            if problem:
+                raise InvalidSetting(f.name, value, problem)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `STREAMFOLD_*` variables, then `overrides` (CLI flags, named `--flag-name`)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        sources: dict[str, tuple[str, Any]] = {}  # name → (variable or flag, value as given)
         for f in fields(cls):
-            raw = env.get(f"STREAMFOLD_{f.name.upper()}")
+            raw = env.get(env_name(f.name))
             if raw is None or raw == "":
                 continue
-            values[f.name] = _coerce(f.type, raw, f.name)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+            values[f.name] = _coerce(str(f.type), raw, f.name)
+            sources[f.name] = (env_name(f.name), raw)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+                sources[name] = ("--" + name.replace("_", "-"), value)
+        try:
+            return cls(**values)
+        except InvalidSetting as exc:
+            raise exc.from_source(*sources.get(exc.name, (exc.source, exc.value))) from None
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -57,18 +108,60 @@ class Settings:
         return parse_partition_set(self.fold_partitions, self.partitions)
 
 
-def _coerce(type_name: Any, raw: str, name: str) -> Any:
-    t = str(type_name)
+def _coerce(type_name: str, raw: str, name: str) -> Any:
+    value = raw.strip()
+    if type_name.startswith("bool"):
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise InvalidSetting(name, raw, "expected true or false (1/0, yes/no, on/off)")
     try:
-        if t.startswith("int"):
-            return int(raw)
-        if t.startswith("float"):
-            return float(raw)
-        if t.startswith("bool"):
-            return raw.lower() in ("1", "true", "yes", "on")
-    except ValueError as exc:
-        raise ValueError(f"STREAMFOLD_{name.upper()}={raw!r} is not a valid {t}") from exc
+        if type_name.startswith("int"):
+            return int(value)
+        if type_name.startswith("float"):
+            return float(value)
+    except ValueError:
+        kind = "a whole number" if type_name.startswith("int") else "a number"
+        raise InvalidSetting(name, raw, f"expected {kind}") from None
     return raw
+
+
+_AT_LEAST_ONE = (
+    "partitions",
+    "workers",
+    "max_event_bytes",
+    "max_request_bytes",
+    "max_batch_events",
+    "fold_batch_entries",
+    "lease_ttl_ms",
+    "dedupe_window_days",
+)
+_NOT_NEGATIVE = ("attribution_rate_limit_per_minute", "key_cache_seconds", "ready_max_lag_seconds")
+
+
+def _problem(s: Settings, name: str, value: Any) -> str | None:
+    """What is wrong with one setting's value, or None."""
+    if name in _AT_LEAST_ONE and value < 1:
+        return "must be at least 1"
+    if name in _NOT_NEGATIVE and value < 0:
+        return "must not be negative"
+    if name in ("port", "embedded_port") and not 0 <= value <= 65535:
+        return "must be a TCP port (0–65535)"
+    if name == "log_level" and value not in LOG_LEVELS:
+        return f"expected one of {', '.join(LOG_LEVELS)}"
+    if name == "log_format" and value not in LOG_FORMATS:
+        return f"expected one of {', '.join(LOG_FORMATS)}"
+    if name == "key_prefix" and (not value or any(c in value for c in " {}")):
+        return "must be non-empty, without spaces or braces"
+    if name == "redis_url" and value is not None and not value.startswith(REDIS_URL_SCHEMES):
+        return f"expected a URL starting with {', '.join(REDIS_URL_SCHEMES)}"
+    if name == "fold_partitions" and s.partitions >= 1:
+        try:
+            parse_partition_set(value, s.partitions)
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def parse_partition_set(spec: str, partitions: int) -> list[int]:
@@ -81,8 +174,11 @@ def parse_partition_set(spec: str, partitions: int) -> list[int]:
     out: set[int] = set()
     for part in spec.split(","):
         lo, _, hi = part.strip().partition("-")
-        a, b = int(lo), int(hi or lo)
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"expected all, none or partition ranges like 0-3,8; got {part!r}") from None
         if not (0 <= a <= b < partitions):
-            raise ValueError(f"partition range {part!r} is outside 0..{partitions - 1}")
+            raise ValueError(f"partition range {part.strip()!r} is outside 0..{partitions - 1}")
         out.update(range(a, b + 1))
     return sorted(out)

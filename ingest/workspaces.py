@@ -45,6 +45,14 @@ class CreatedKey:
     scopes: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What can be shown of a stored key: its hash (never the key) and its scopes."""
+
+    key_hash: str
+    scopes: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class CreatedWorkspace:
     workspace: Workspace
@@ -151,6 +159,25 @@ class WorkspaceRegistry:
         await pipe.execute()
         self._cache.pop(h, None)
         return True
+
+    async def list_keys(self, workspace_id: str) -> list[KeyInfo]:
+        """The workspace's keys, by hash, sorted by hash."""
+        await self.get_workspace(workspace_id)
+        hashes = sorted(
+            h.decode() for h in await self.redis.smembers(keys.workspace_keys(self.prefix, workspace_id))
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        for h in hashes:
+            pipe.hget(keys.api_key(self.prefix, h), "scopes")
+        return [
+            KeyInfo(h, tuple(scopes.decode().split()))
+            for h, scopes in zip(hashes, await pipe.execute(), strict=True)
+            if scopes is not None
+        ]
+
+    async def set_disabled(self, workspace_id: str, disabled: bool) -> Workspace:
+        """A disabled workspace's keys are refused (403) for ingest and queries; its data stays."""
+        return await self.update_workspace(workspace_id, disabled="1" if disabled else "0")
 
     async def get_workspace(self, workspace_id: str) -> Workspace:
         raw = await self.redis.hgetall(keys.workspace(self.prefix, workspace_id))

@@ -34,16 +34,6 @@ COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_CLUSTER = DEPLOY / "compose.cluster.yaml"
 HELM_VALUES = K8S / "helm" / "valkey-cluster-values.yaml"
 
-# Settings the CLI gains with issue 15 ("every setting as an environment variable"); until then the deploy
-# files already use them and these checks are expected to fail.
-PENDING_SETTINGS = {
-    "NO_FOLD": "STREAMFOLD_NO_FOLD (--no-fold as a setting) lands with the CLI work of issue 15",
-    "WORKERS": "STREAMFOLD_WORKERS (--workers as a setting) lands with the CLI work of issue 15",
-    "DEMO": "STREAMFOLD_DEMO (--demo as a setting) lands with the CLI work of issue 15",
-    "LOG_FORMAT": "STREAMFOLD_LOG_FORMAT (text|json logs) lands with the CLI work of issue 15",
-}
-PENDING_PATHS = {"/readyz": "the app serves /healthz only; /readyz is in DESIGN.md's Operating section"}
-
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
@@ -369,14 +359,7 @@ def streamfold_variables() -> list[str]:
     return sorted(found)
 
 
-def setting_param(variable: str) -> Any:
-    field = variable.removeprefix("STREAMFOLD_")
-    if field in PENDING_SETTINGS:
-        return pytest.param(variable, marks=pytest.mark.xfail(reason=PENDING_SETTINGS[field], strict=False))
-    return variable
-
-
-@pytest.mark.parametrize("variable", [setting_param(v) for v in streamfold_variables()])
+@pytest.mark.parametrize("variable", streamfold_variables())
 def test_every_streamfold_variable_in_deploy_is_a_setting(variable):
     names = {f"STREAMFOLD_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     assert variable in names
@@ -466,13 +449,7 @@ def probe_paths() -> list[str]:
     return sorted(paths)
 
 
-def path_param(path: str) -> Any:
-    if path in PENDING_PATHS:
-        return pytest.param(path, marks=pytest.mark.xfail(reason=PENDING_PATHS[path], strict=False))
-    return path
-
-
-@pytest.mark.parametrize("path", [path_param(p) for p in probe_paths()])
+@pytest.mark.parametrize("path", probe_paths())
 def test_every_probed_path_is_served_by_the_app(path):
     app = create_app(Settings(redis_url="redis://unused"), run_appliers=False)
     assert path in {getattr(r, "path", None) for r in app.routes}

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from api.embedded import free_port
 
@@ -34,6 +35,13 @@ def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
             pass
         time.sleep(0.05)  # sleep-ok: polling the server's health endpoint until it answers
     raise TimeoutError("serve did not come up")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while (r := httpx.get(f"{url}/readyz", timeout=5)).status_code != 200:
+        assert proc.poll() is None and time.monotonic() < deadline, r.text
+        time.sleep(0.05)  # sleep-ok: polling until the fold process holds its leases
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
@@ -86,3 +94,58 @@ def test_serve_embedded_demo_survives_a_restart(tmp_path):
     finally:
         out = _stop(proc)
     assert write in out  # the demo keys are printed again
+
+
+def _serve(settings, *flags: str, port: int, session: bool = False) -> subprocess.Popen[str]:
+    from .cli_helpers import clean_env, common_flags
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", *common_flags(settings), "--port", str(port), *flags],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=session,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_serve_cleanly(settings, redis, sig):
+    port = free_port()
+    proc = _serve(settings, port=port)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Streamfold is running" in out
+
+
+def test_ctrl_c_stops_serve_with_workers_cleanly(settings, redis):
+    port = free_port()
+    proc = _serve(settings, "--workers", "2", port=port, session=True)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        _wait_ready(
+            f"http://127.0.0.1:{port}", proc
+        )  # the HTTP workers see the sibling fold process's leases
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process of the group
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Streamfold is running" in out
+
+
+def test_json_logs_are_one_object_per_line_access_log_included(settings, redis):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(settings, "--log-format", "json", "--access-log", port=port)
+    try:
+        _wait_healthy(url, proc)
+        assert httpx.post(f"{url}/v1/track", json={"event": "x", "userId": "u"}).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    records = [json.loads(line) for line in err.splitlines()]
+    assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert {"uvicorn.error", "uvicorn.access"} <= {r["logger"] for r in records}
+    access = [r for r in records if r["logger"] == "uvicorn.access"]
+    assert any(r["path"] == "/v1/track" and r["status"] == 401 and r["method"] == "POST" for r in access)
+    assert any(r["path"] == "/healthz" and r["status"] == 200 for r in access)
