@@ -207,7 +207,10 @@ def _slot_assignments(values: list[str] | None, what: str) -> dict[int, str | No
 
 
 def cmd_workspace_settings(args: argparse.Namespace) -> int:
-    """Show (and with options, change) a workspace's timezone, custom event names and profile field labels."""
+    """Show (and with options, change) a workspace's timezone, custom event names, profile field labels and
+    retention."""
+    import msgspec
+
     from api.routers.admin import settings_document
     from api.workspace_settings import (
         CustomEventName,
@@ -215,6 +218,7 @@ def cmd_workspace_settings(args: argparse.Namespace) -> int:
         change_workspace_settings,
         read_workspace_settings,
     )
+    from ingest.log import EventLog
 
     events: dict[int, CustomEventName | None] = {}
     for slot, spec in _slot_assignments(args.custom_event, "custom-event").items():
@@ -227,14 +231,15 @@ def cmd_workspace_settings(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         custom_events=events,
         profile_field_labels=_slot_assignments(args.profile_field, "profile-field"),
+        retention_days=args.retention_days if args.retention_days is not None else msgspec.UNSET,
     )
     settings = _connected(args)
 
     async def run(reg: WorkspaceRegistry, redis_client: Any) -> Any:
         ws = await reg.find_workspace(args.workspace)
-        if change.timezone is None and not change.custom_events and not change.profile_field_labels:
+        if change.is_empty:
             return await read_workspace_settings(redis_client, settings.key_prefix, ws.id)
-        return await change_workspace_settings(reg, ws.id, change)
+        return await change_workspace_settings(reg, EventLog(redis_client, settings), ws.id, change)
 
     print(json.dumps(settings_document(_run(settings, run)), indent=2))
     return 0
@@ -788,6 +793,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="N=LABEL",
         help="label profile_field_N (N= clears); repeatable",
+    )
+    ws_.add_argument(
+        "--retention-days",
+        type=int,
+        metavar="DAYS",
+        help="keep events queryable for DAYS days of log time (0: keep every event); stats keep their history",
     )
     we = _command(
         w,

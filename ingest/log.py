@@ -9,17 +9,20 @@ zstd-compressed (`v` = 2) when that makes it at least a tenth smaller (a request
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import zstandard
 from redis.asyncio import Redis
 
 from . import keys
-from .schema import Event, decode_event_at, decode_events, encode_events
+from .ids import event_id, ulid
+from .schema import SETTINGS, Event, decode_event_at, decode_events, encode_events
 from .settings import Settings
 
 PLAIN, ZSTD = b"1", b"2"  # versions of an entry's data
 F_WORKSPACE, F_VERSION, F_DATA = b"w", b"v", b"d"
+F_CONTROL = b"c"  # present (b"1") on an entry of settings: the fold ends a transaction at it
 COMPRESS_FROM = 256  # bytes of encoded events; smaller entries are not worth a frame header
 _compressor = zstandard.ZstdCompressor(level=3)
 _decompressor = zstandard.ZstdDecompressor()
@@ -32,6 +35,16 @@ def entry_fields(workspace_id: str, events: list[Event]) -> dict[bytes, bytes]:
         if len(packed) * 10 <= len(data) * 9:
             data, version = packed, ZSTD
     return {F_WORKSPACE: workspace_id.encode(), F_VERSION: version, F_DATA: data}
+
+
+def settings_entry_fields(workspace_id: str, now_ms: int, **settings: int | None) -> dict[bytes, bytes]:
+    """The fields of an entry changing a workspace's fold settings: one `settings` event, marked as control."""
+    u = ulid(now_ms)
+    change = Event(
+        id=event_id(u), kind=SETTINGS, event=SETTINGS, message_id=f"settings:{u}", timestamp=now_ms,
+        received_at=now_ms, properties=dict(settings),
+    )  # fmt: skip
+    return {**entry_fields(workspace_id, [change]), F_CONTROL: b"1"}
 
 
 def _plain(version: bytes | None, data: bytes) -> bytes:
@@ -66,6 +79,13 @@ class EventLog:
 
     def stream(self, workspace_id: str) -> str:
         return keys.log(self.settings.key_prefix, self.partition(workspace_id))
+
+    async def append_settings(self, workspace_id: str, **settings: int | None) -> str:
+        """Append a change of the workspace's fold settings (e.g. `retention_days`; None: back to the default):
+        an entry of the log like any other, so the fold applies it in order and a rebuild the same way."""
+        fields = settings_entry_fields(workspace_id, time.time_ns() // 1_000_000, **settings)
+        reply = await self.redis.xadd(self.stream(workspace_id), fields)  # type: ignore[arg-type]
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def append(self, workspace_id: str, events: list[Event]) -> str:
         """Append and return the entry id once Redis acknowledged it.

@@ -63,6 +63,10 @@ class Settings:
     fold_partitions: str = "all"
     # A resent messageId within this many days (log time) is stored once; changing it re-folds every partition.
     dedupe_window_days: int = 7
+    # Events older than this many days (log time) leave Redis: dropped from the per-event projections, their log
+    # entries moved to Parquet under `archive_dir` (0: never). Changing it re-folds every partition.
+    archive_after_days: int = 0
+    archive_dir: str = ""  # default: <data_dir>/archive
     # Read API
     attribution_rate_limit_per_minute: int = 7
     key_cache_seconds: float = 5.0
@@ -137,7 +141,12 @@ _AT_LEAST_ONE = (
     "lease_ttl_ms",
     "dedupe_window_days",
 )
-_NOT_NEGATIVE = ("attribution_rate_limit_per_minute", "key_cache_seconds", "ready_max_lag_seconds")
+_NOT_NEGATIVE = (
+    "attribution_rate_limit_per_minute",
+    "key_cache_seconds",
+    "ready_max_lag_seconds",
+    "archive_after_days",
+)
 
 
 def _problem(s: Settings, name: str, value: Any) -> str | None:

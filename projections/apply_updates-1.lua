@@ -4,7 +4,8 @@
 -- scripts' named arguments (one msgpack map), this is a stream of binary-safe strings: index members are
 -- binary, and the server's msgpack decoder knows no binary type.
 -- HINCRBY carries many `field, increment` pairs (one HINCRBY each, in order). MERGE_RECORDS `width, records…`
--- merges sorted fixed-width records into a string of records sorted by their first 16 bytes (a ULID).
+-- merges sorted fixed-width records into a string of records sorted by their first 16 bytes (a ULID);
+-- REMOVE_RECORDS `width, records…` takes records out of such a string (deleting it when none is left).
 
 -- ULID order of two records or members: their first 16 bytes as big-endian numbers (no locale involved)
 local function ulid_less(a, b)
@@ -46,6 +47,19 @@ local function merge_records(key, w, first, last)
   redis.call('SETRANGE', key, lo * w, table.concat(out))
 end
 
+local function remove_records(key, w, first, last)
+  local gone = {}
+  for j = first, last do gone[ARGV[j]] = true end
+  local raw = redis.call('GET', key)
+  if not raw then return end
+  local kept = {}
+  for j = 0, #raw / w - 1 do
+    local rec = string.sub(raw, j * w + 1, (j + 1) * w)
+    if not gone[rec] then kept[#kept + 1] = rec end
+  end
+  if #kept == 0 then redis.call('DEL', key) else redis.call('SET', key, table.concat(kept)) end
+end
+
 local i, n = 1, #ARGV
 while i <= n do
   local name, key, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -54,6 +68,8 @@ while i <= n do
     for j = first, last, 2 do redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1]) end
   elseif name == 'MERGE_RECORDS' then
     merge_records(key, tonumber(ARGV[first]), first + 1, last)
+  elseif name == 'REMOVE_RECORDS' then
+    remove_records(key, tonumber(ARGV[first]), first + 1, last)
   elseif count > 0 then
     redis.call(name, key, unpack(ARGV, first, last))
   else

@@ -19,6 +19,8 @@ _TO_BASE32 = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdef
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # a receipt record: ULID, entry ms − ULID ms, entry sequence, index in the entry
 RECORD = struct.Struct(">16sqII")
+# a waiting record: a receipt record, then the event's timestamp
+WAITING = struct.Struct(">32sq")
 
 
 def stream_id(raw: bytes | str) -> tuple[int, int]:
@@ -126,6 +128,11 @@ class Located:
     def record(self) -> bytes:
         """Its receipt record (`record_of`)."""
         return record_of(self.key, self.entry_id, self.index)
+
+    @property
+    def waiting_record(self) -> bytes:
+        """Its receipt record with its timestamp (`WAITING`)."""
+        return WAITING.pack(self.record, self.event.timestamp)
 
     @property
     def version(self) -> list[int]:

@@ -81,11 +81,16 @@ class Updates:
         # fixed-width records merged into a string kept sorted by their first 16 bytes (a ULID)
         self.records: dict[str, list[bytes]] = defaultdict(list)
         self.append: dict[str, list[bytes]] = defaultdict(list)  # bytes appended to a string, in order
+        self.remove_records: dict[str, set[bytes]] = defaultdict(set)  # records taken out of such strings
+        self.set: dict[str, bytes] = {}  # strings written whole
+        self.zremrange: dict[str, int] = {}  # ZSET members scored below this dropped (run first)
 
     def commands(self) -> list[list[Any]]:
         """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
         MAX_COMMAND_ARGS but HINCRBY's, which hold the key's `field, increment` pairs by field."""
         out: list[list[Any]] = []
+        for key in sorted(self.zremrange):
+            out.append(["ZREMRANGEBYSCORE", key, "-inf", f"({self.zremrange[key]}"])
         for key in sorted(self.zrem):
             _emit(out, _sorted("ZREM", key, self.zrem[key]), 1)
         for key in sorted(self.hset):
@@ -112,6 +117,12 @@ class Updates:
             records = sorted(self.records[key])
             if records:
                 _emit(out, ["MERGE_RECORDS", key, len(records[0]), *records], 1, head=3)
+        for key in sorted(self.remove_records):
+            records = sorted(self.remove_records[key])
+            if records:
+                _emit(out, ["REMOVE_RECORDS", key, len(records[0]), *records], 1, head=3)
+        for key in sorted(self.set):
+            out.append(["SET", key, self.set[key]])
         for key in sorted(self.append):
             if self.append[key]:
                 out.append(["APPEND", key, b"".join(self.append[key])])
@@ -150,4 +161,7 @@ class Updates:
             + len(self.delete)
             + len(self.records)
             + len(self.append)
+            + len(self.remove_records)
+            + len(self.set)
+            + len(self.zremrange)
         )

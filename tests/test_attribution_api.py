@@ -184,7 +184,9 @@ async def test_duplicates_and_too_many_items_are_422(client, key, name):
 
 async def _label(settings, redis, workspace, labels, **kw):
     reg = WorkspaceRegistry(redis, settings)
-    await change_workspace_settings(reg, workspace.id, SettingsChange(profile_field_labels=labels, **kw))
+    await change_workspace_settings(
+        reg, EventLog(redis, settings), workspace.id, SettingsChange(profile_field_labels=labels, **kw)
+    )
 
 
 # ---------------------------------------------------------------- rows

@@ -186,7 +186,9 @@ async def test_api_filters_conversions_by_their_contacts_fields(
     from ingest.workspaces import WorkspaceRegistry
 
     reg = WorkspaceRegistry(redis, settings)
-    await change_workspace_settings(reg, workspace.id, SettingsChange(profile_field_labels={5: "Plan"}))
+    await change_workspace_settings(
+        reg, EventLog(redis, settings), workspace.id, SettingsChange(profile_field_labels={5: "Plan"})
+    )
     key = await reg.create_key(workspace.id, ["attribution:read"])
     log = EventLog(redis, settings)
     t = ms("2026-03-05 10:00:00")

@@ -86,7 +86,7 @@ async def test_keyset_walk_over_20k_rows_with_limit_1_forward_and_back(
 
 async def _tz_workspace(settings, redis, workspace, tz: str) -> None:
     reg = WorkspaceRegistry(redis, settings)
-    await change_workspace_settings(reg, workspace.id, SettingsChange(timezone=tz))
+    await change_workspace_settings(reg, EventLog(redis, settings), workspace.id, SettingsChange(timezone=tz))
 
 
 async def _times(client, key, start: str, end: str) -> list[str]:

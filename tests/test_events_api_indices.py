@@ -14,7 +14,15 @@ from projections.events import apply_events
 from projections.events import keys as event_keys
 from projections.fold.rebuild import rebuild_and_compare
 from projections.keyspace import Keyspace
-from projections.located import DAY_MS, RECORD, Located, is_identified, member_of_record, parse_member
+from projections.located import (
+    DAY_MS,
+    RECORD,
+    WAITING,
+    Located,
+    is_identified,
+    member_of_record,
+    parse_member,
+)
 from projections.updates import Updates
 
 T0 = 1_777_000_000_000  # 2026-04-24
@@ -45,12 +53,10 @@ async def append(redis, settings, workspace, events: list[Event]) -> None:
     await EventLog(redis, settings).append(workspace.id, events)
 
 
-def records_of(raw: bytes | None) -> list[str]:
-    """The event ULIDs of a string of receipt records, in order."""
+def records_of(raw: bytes | None, width: int = RECORD.size) -> list[str]:
+    """The event ULIDs of a string of receipt (or waiting) records, in order."""
     raw = raw or b""
-    return [
-        parse_member(member_of_record(raw[i : i + RECORD.size]))[0] for i in range(0, len(raw), RECORD.size)
-    ]
+    return [parse_member(member_of_record(raw[i : i + RECORD.size]))[0] for i in range(0, len(raw), width)]
 
 
 async def test_identified_waiting_and_received_indices_follow_the_fold(
@@ -73,7 +79,9 @@ async def test_identified_waiting_and_received_indices_follow_the_fold(
     assert idf == [ids[0], ids[1], ids[2]]
     # only a2's event waits for its visitor to be identified; a1 waits no more
     assert not await redis.exists(event_keys.anonymous_events(ks, workspace.id, "a1"))
-    assert records_of(await redis.get(event_keys.anonymous_events(ks, workspace.id, "a2"))) == [ids[3]]
+    assert records_of(await redis.get(event_keys.anonymous_events(ks, workspace.id, "a2")), WAITING.size) == [
+        ids[3]
+    ]
     # every event in id order, which is receipt order (an id's ULID carries the receipt millisecond)
     day = T0 // DAY_MS
     assert await redis.zrange(event_keys.received_days(ks, workspace.id), 0, -1) == [str(day).encode()]
@@ -89,7 +97,7 @@ async def test_receipt_records_stay_in_id_order_when_events_arrive_out_of_it(
         await folded()
     ks = keyspace(settings, workspace)
     assert records_of(await redis.get(event_keys.received(ks, workspace.id, T0 // DAY_MS))) == ids
-    assert records_of(await redis.get(event_keys.anonymous_events(ks, workspace.id, "a9"))) == [
+    assert records_of(await redis.get(event_keys.anonymous_events(ks, workspace.id, "a9")), WAITING.size) == [
         ids[3], ids[4], ids[0], ids[5], ids[1], ids[2]
     ]  # fmt: skip
 

@@ -19,7 +19,12 @@ async def test_default_settings_are_utc_and_empty(client, settings, redis, works
     key = await admin_key(settings, redis, workspace)
     r = await client.get("/v1/admin/settings", headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200, r.text
-    assert r.json()["settings"] == {"timezone": "UTC", "custom_events": {}, "profile_field_labels": {}}
+    assert r.json()["settings"] == {
+        "timezone": "UTC",
+        "custom_events": {},
+        "profile_field_labels": {},
+        "retention_days": None,
+    }
 
 
 async def test_patch_sets_timezone_custom_events_and_labels(client, settings, redis, workspace):
@@ -35,6 +40,7 @@ async def test_patch_sets_timezone_custom_events_and_labels(client, settings, re
         "timezone": "America/New_York",
         "custom_events": {"custom_event_3": {"event": "Demo Booked", "configured_name": "Demo"}},
         "profile_field_labels": {"profile_field_5": "Plan", "profile_field_16": "Seats"},
+        "retention_days": None,
     }
     stored = await read_workspace_settings(redis, settings.key_prefix, workspace.id)
     assert stored.timezone == "America/New_York"
@@ -58,6 +64,7 @@ async def test_invalid_settings_are_400_naming_the_field(client, settings, redis
         ({"custom_events": {"51": {"event": "x", "configured_name": "x"}}}, "custom_events"),
         ({"profile_field_labels": {"0": "x"}}, "profile_field_labels"),
         ({"profile_field_labels": {"3": " "}}, "profile_field_labels"),
+        ({"retention_days": -3}, "retention_days"),
         ({"colour": "red"}, "body"),
     ]:
         r = await client.patch("/v1/admin/settings", json=body, headers=h)

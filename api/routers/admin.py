@@ -32,6 +32,7 @@ def settings_document(s: WorkspaceSettings) -> dict[str, Any]:
         "profile_field_labels": {
             f"profile_field_{n}": label for n, label in sorted(s.profile_field_labels.items())
         },
+        "retention_days": s.retention_days,
     }
 
 
@@ -52,12 +53,13 @@ async def get_settings(tenant: AdminTenant, services: ServicesDep) -> dict[str, 
 )
 async def patch_settings(request: Request, tenant: AdminTenant, services: ServicesDep) -> dict[str, Any]:
     """Partial update: `{"timezone": "Europe/Berlin", "custom_events": {"3": {"event": "Demo Booked",
-    "configured_name": "Demo"}}, "profile_field_labels": {"5": "Plan", "6": null}}` (null clears a slot)."""
+    "configured_name": "Demo"}}, "profile_field_labels": {"5": "Plan", "6": null}, "retention_days": 90}` (null
+    clears a slot; `retention_days` 0 or null keeps every event)."""
     try:
         change = _change_decoder.decode(await request.body())
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid settings: {exc}", details={"field": "body"}) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
-    s = await change_workspace_settings(services.registry, tenant.id, change)
+    s = await change_workspace_settings(services.registry, services.log, tenant.id, change)
     return {"status": "success", "settings": settings_document(s)}

@@ -15,6 +15,7 @@ identify / group / alias feed identity.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -25,6 +26,7 @@ from ..keyspace import Keyspace
 from ..located import (
     DAY_MS,
     RECORD,
+    WAITING,
     ContactMoves,
     Located,
     is_identified,
@@ -35,6 +37,7 @@ from ..located import (
 )
 from ..updates import Targets, Updates
 from . import keys
+from .expiry import KEEP_ALL, Keep, Oldest
 from .store import read_events_at
 
 
@@ -43,7 +46,12 @@ def received_day(loc: Located) -> int:
     return ulid_ms(loc.ulid) // DAY_MS
 
 
-def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located]) -> None:
+def apply_events(
+    u: Updates, ks: Keyspace, workspace: str, located: list[Located], keep: Keep = KEEP_ALL
+) -> None:
+    """Index the listed events that `keep` keeps (`expiry.py`); the expiry index learns the oldest score each
+    index gets when `keep.track`."""
+    oldest = Oldest() if keep.track else None
     all_ix = u.zadd[keys.index_all(ks, workspace)]
     identified_ix = u.zadd[keys.index_identified(ks, workspace)]
     types = u.sadd[keys.event_types(ks, workspace)]
@@ -57,13 +65,15 @@ def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located
         e = loc.event
         if not is_listed(e):
             continue
-        member = loc.member
-        ts = e.timestamp
-        all_ix[member] = ts
-        by_type[e.event][member] = ts
         types.add(e.event)
         if e.domain:
             doms.add(e.domain)
+        ts = e.timestamp
+        if not keep.keeps(ts):
+            continue
+        member = loc.member
+        all_ix[member] = ts
+        by_type[e.event][member] = ts
         day = received_day(loc)
         record = loc.record
         by_day[day].append(record)  # type: ignore[index]
@@ -71,9 +81,19 @@ def apply_events(u: Updates, ks: Keyspace, workspace: str, located: list[Located
         if loc.contact_id is not None:
             by_contact[loc.contact_id][member] = ts
         elif e.anonymous_id is not None:
-            waiting[e.anonymous_id].append(record)
+            waiting[e.anonymous_id].append(loc.waiting_record)
         if is_identified(loc):
             identified_ix[member] = ts
+        if oldest is not None:
+            for ref in ("all", f"t:{e.event}", "idf" if is_identified(loc) else None):
+                if ref:
+                    oldest.add(ref, ts)
+            if loc.contact_id is not None:
+                oldest.add(f"c:{loc.contact_id}", ts)
+            elif e.anonymous_id is not None:
+                oldest.add(f"a:{e.anonymous_id}", ts)
+    if oldest is not None:
+        oldest.queue(u, ks, workspace)
 
 
 @dataclass(slots=True)
@@ -86,7 +106,11 @@ class MovedEvents:
 
 
 async def apply_contact_moves(
-    redis: Redis, ks: Keyspace, u: Updates, moves: dict[str, ContactMoves]
+    redis: Redis,
+    ks: Keyspace,
+    u: Updates,
+    moves: dict[str, ContactMoves],
+    keeps: dict[str, Keep] | None = None,
 ) -> dict[str, MovedEvents]:
     """Move earlier batches' events to their new contact, in the same transaction as the batch: a merged-away
     contact's events go to its survivor; a newly linked anonymous id's waiting events become its contact's
@@ -101,6 +125,7 @@ async def apply_contact_moves(
             pipe.get(keys.anonymous_events(ks, ws, anonymous_id))
             plan.append((ws, "linked", anonymous_id, contact))
     out: dict[str, MovedEvents] = {ws: MovedEvents() for ws in sorted(moves)}
+    notes: dict[str, Oldest] = defaultdict(Oldest)  # what the expiry index learns (with a horizon)
     if not plan:
         return out
     replies = await pipe.execute()
@@ -110,8 +135,10 @@ async def apply_contact_moves(
         if not found:
             continue
         if kind == "linked":
-            w = RECORD.size
-            retro.append((ws, target, [member_of_record(found[i : i + w]) for i in range(0, len(found), w)]))
+            w = WAITING.size
+            retro.append(
+                (ws, target, [member_of_record(found[i : i + RECORD.size]) for i in range(0, len(found), w)])
+            )
             u.delete.add(keys.anonymous_events(ks, ws, old))
             continue
         to_ix = u.zadd[keys.index_contact(ks, ws, target)]
@@ -120,7 +147,11 @@ async def apply_contact_moves(
             to_ix[m] = score
             gone.add(m)
             out[ws].contacts.append((parse_member(m)[0], target))
+        if keeps and keeps[ws].track and found:
+            notes[ws].add(f"c:{target}", min(int(score) for _, score in found))
     if not retro:
+        for ws, oldest in notes.items():
+            oldest.queue(u, ks, ws)
         return out
 
     pipe = redis.pipeline(transaction=False)
@@ -130,14 +161,26 @@ async def apply_contact_moves(
     for (ws, target, members), found in zip(retro, await pipe.execute(), strict=True):
         newly += [(ws, target, m) for m, flag in zip(members, found, strict=True) if flag is None]
     if not newly:
+        for ws, oldest in notes.items():
+            oldest.queue(u, ks, ws)
         return out
     # their timestamps, and for the counters their type and domain: the events themselves, from the log
     found_events = await read_events_at(redis, ks, [parse_member(m)[1:] for _, _, m in newly])
     for (ws, target, m), e in zip(newly, found_events, strict=True):
         if e is None:  # its log entry is gone (archived or deleted): nothing left to move
             continue
+        keep = (keeps or {}).get(ws, KEEP_ALL)
+        if not keep.keeps(
+            e.timestamp
+        ):  # expired: it stays out of the indices, and so of the counts' move too
+            continue
+        if keep.track:
+            notes[ws].add(f"c:{target}", e.timestamp)
+            notes[ws].add("idf", e.timestamp)
         u.zadd[keys.index_contact(ks, ws, target)][m] = e.timestamp
         u.zadd[keys.index_identified(ks, ws)][m] = e.timestamp
         out[ws].contacts.append((parse_member(m)[0], target))
         out[ws].identified.append(e)
+    for ws, oldest in notes.items():
+        oldest.queue(u, ks, ws)
     return out

@@ -32,8 +32,9 @@ def index_identified(ks: Keyspace, workspace: str) -> str:
 
 
 def anonymous_events(ks: Keyspace, workspace: str, anonymous_id: str) -> str:
-    """STRING of receipt records (`projections.located.RECORD`) of one anonymous visitor's events that have no
-    contact yet, kept until the visitor is linked to one (retroactive identification moves them, then drops it)."""
+    """STRING of waiting records (`projections.located.WAITING`: receipt record and timestamp) of one anonymous
+    visitor's events that have no contact yet, kept until the visitor is linked to one (retroactive
+    identification moves them, then drops it)."""
     return f"{workspace_base(ks, workspace)}:ax:{anonymous_id}"
 
 
@@ -92,3 +93,36 @@ def index_signature(ks: Keyspace, workspace: str, signature_id: str) -> str:
 def signature_gram(ks: Keyspace, workspace: str, gram: str) -> str:
     """SET of the signature ids whose lower-cased text contains the trigram."""
     return f"{workspace_base(ks, workspace)}:ng:{gram}"
+
+
+# ---- expiry (retention and archive): see projections/events/expiry.py
+
+
+def expiry_index(ks: Keyspace, workspace: str) -> str:
+    """ZSET index reference (`all`, `idf`, `t:<type>`, `s:<signature>`, `c:<contact>`, `a:<anonymous id>`) → the
+    oldest event timestamp it holds: which keys an expiry has to trim."""
+    return f"{workspace_base(ks, workspace)}:exp"
+
+
+def index_pattern(ks: Keyspace, workspace: str) -> str:
+    """Every sorted-set index of a workspace (`ix:*`)."""
+    return f"{workspace_base(ks, workspace)}:ix:*"
+
+
+def anonymous_pattern(ks: Keyspace, workspace: str) -> str:
+    """Every waiting-records string of a workspace (`ax:*`)."""
+    return f"{workspace_base(ks, workspace)}:ax:*"
+
+
+def ref_of_key(ks: Keyspace, workspace: str, key: str) -> str | None:
+    """The expiry-index reference of an index key (`expiry.key_of_ref` the other way round); None for others."""
+    stem = f"{workspace_base(ks, workspace)}:"
+    if not key.startswith(stem):
+        return None
+    rest = key[len(stem) :]
+    if rest in ("ix:all", "ix:idf"):
+        return rest[3:]
+    for prefix, kind in (("ix:t:", "t"), ("ix:s:", "s"), ("ix:c:", "c"), ("ax:", "a")):
+        if rest.startswith(prefix):
+            return f"{kind}:{rest[len(prefix) :]}"
+    return None

@@ -26,6 +26,7 @@ from ..keyspace import Keyspace
 from ..located import Located, is_listed
 from ..updates import Targets, Updates
 from . import keys
+from .expiry import KEEP_ALL, Keep, Oldest
 
 SEP = "\x1f"
 GRAM = 3
@@ -104,9 +105,17 @@ async def read_known_signatures(
     }
 
 
-def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located], known: set[str]) -> None:
-    """Index each listed event with a URL under its signature; new signatures enter the dictionary and the
-    trigram sets."""
+def apply_search(
+    u: Updates,
+    ks: Keyspace,
+    workspace: str,
+    located: list[Located],
+    known: set[str],
+    keep: Keep = KEEP_ALL,
+) -> None:
+    """Index each listed event with a URL under its signature (those `keep` keeps: see `expiry.py`); new
+    signatures enter the dictionary and the trigram sets."""
+    expiring = Oldest() if keep.track else None
     dictionary = u.hset[keys.signatures(ks, workspace)]
     by_signature = Targets(u.zadd, lambda sid: keys.index_signature(ks, workspace, sid))
     counts = u.hincr[keys.signature_counts(ks, workspace)]
@@ -121,12 +130,17 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
             continue
         sid, text = sig
         ts = loc.event.timestamp
-        by_signature[sid][loc.member] = ts
-        counts[sid] += 1
+        # the dictionary and the bounds know every page ever seen (bounds only ever widen: an expired event
+        # leaves them as they were, which queries read as a hint, never as a count)
         if ts > newest.get(sid, ts - 1):
             newest[sid] = ts
         if ts < oldest.get(sid, ts + 1):
             oldest[sid] = ts
+        if keep.keeps(ts):
+            if expiring is not None:
+                expiring.add(f"s:{sid}", ts)
+            by_signature[sid][loc.member] = ts
+            counts[sid] += 1
         if sid in known:
             continue
         known.add(sid)
@@ -141,6 +155,8 @@ def apply_search(u: Updates, ks: Keyspace, workspace: str, located: list[Located
     for part, sids in with_field.items():
         for g in _part_grams(part):
             by_gram[g].update(sids)
+    if expiring is not None:
+        expiring.queue(u, ks, workspace)
 
 
 async def _candidates(

@@ -1,9 +1,12 @@
 """Fold a batch of log entries into projection updates and commit them with the checkpoint, atomically.
 
 Order of work for one batch: skip entries at or before the checkpoint; decode (poison → dead letters);
-dedupe by messageId (first in log order wins); identity resolves each event's contact; each projection adds
-its updates; identity's contact moves are applied by the projections that keep events by contact; then one
-MULTI/EXEC holding the updates, the new checkpoint and the XACK of the entries — guarded by the fence.
+dedupe by messageId (first in log order wins); read what the log said about each workspace's settings
+(retention) and apply the batch's changes to them; identity resolves each event's contact; each projection adds
+its updates; identity's contact moves are applied by the projections that keep events by contact; events older
+than their workspace's horizon expire; then one MULTI/EXEC holding the updates, the new checkpoint and the XACK
+of the entries — guarded by the fence. An entry of settings ends its transaction, so every fold applies a
+change of settings at the same point of the log.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from ingest import keys as log_keys
-from ingest.log import F_DATA, F_VERSION, F_WORKSPACE, entry_events
-from ingest.schema import Event
+from ingest.log import F_CONTROL, F_DATA, F_VERSION, F_WORKSPACE, entry_events
+from ingest.schema import SETTINGS, Event
 
 from .. import counters, events, identity, touchpoints
 from ..errors import FenceLost, PoisonEntry
@@ -89,9 +92,39 @@ async def fold_entries(
     ack_group: str | None = GROUP,
     rules: FoldRules = DEFAULT_RULES,
 ) -> FoldResult:
-    """Apply `entries` (log order) exactly once. Raises `FenceLost` if another applier owns the partition."""
+    """Apply `entries` (log order) exactly once. Raises `FenceLost` if another applier owns the partition.
+
+    An entry of settings is a transaction of its own: the entries before it fold under the settings before it,
+    the change takes effect with it, and no batching can fold an event on the other side of it. Likewise each
+    log day's entries fold apart: the horizons of retention and archive move by whole days, so every event is
+    folded under the horizon of its own log day, whatever the batches."""
+    segments: list[list[tuple[bytes, dict[bytes, bytes]]]] = []
+    current: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for entry in entries:
+        if entry[1].get(F_CONTROL):
+            if current:
+                segments.append(current)
+                current = []
+            segments.append([entry])
+            continue
+        if current and stream_id(current[-1][0])[0] // DAY_MS != stream_id(entry[0])[0] // DAY_MS:
+            segments.append(current)  # a new log day: horizons move
+            current = []
+        current.append(entry)
+    if current or not segments:
+        segments.append(current)
+    result = FoldResult(None, 0, 0, 0, 0)
     with _collector_paused():
-        return await _fold(redis, ks, entries, fence=fence, ack_group=ack_group, rules=rules)
+        for segment in segments:
+            part = await _fold(redis, ks, segment, fence=fence, ack_group=ack_group, rules=rules)
+            result = FoldResult(
+                part.checkpoint or result.checkpoint,
+                result.applied_entries + part.applied_entries,
+                result.applied_events + part.applied_events,
+                result.duplicates + part.duplicates,
+                result.dead_letters + part.dead_letters,
+            )
+    return result
 
 
 def _log_day(loc: Located) -> int:
@@ -179,8 +212,12 @@ async def _fold(
 
     u = Updates()
     batch, duplicates = await _unseen(redis, ks, by_ws, rules, u) if by_ws else ({}, 0)
-    if batch:
-        await _apply(redis, ks, u, batch)
+    log_ms = max((stream_id(eid)[0] for eid, _ in fresh_entries), default=None)
+    if log_ms is not None:
+        horizons = await _horizons(redis, ks, u, batch, log_ms, rules)
+        if batch:
+            await _apply(redis, ks, u, batch, horizons)
+        await _expire(redis, ks, u, horizons)
 
     new_ckpt = None
     if entries:
@@ -192,7 +229,9 @@ async def _fold(
     return FoldResult(new_ckpt, len(fresh_entries), applied, duplicates, len(poison))
 
 
-async def _apply(redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[Located]]) -> None:
+async def _apply(
+    redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[Located]], horizons: Horizons
+) -> None:
     """Every projection's updates for the batch's new events, in one `Updates`."""
     # What the projections need from Redis for the whole batch, each one round trip.
     known_signatures = await events.read_known_signatures(redis, ks, batch)
@@ -206,19 +245,27 @@ async def _apply(redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[L
             loc.contact_id = contact
         u.sadd[keys.workspaces(ks)].add(ws)
         state.queue_writes(u)
+        keep = horizons.of(ws)
         identity.apply_event_contacts(
-            u, ks, ws, [(loc.ulid, loc.contact_id) for loc in located if is_listed(loc.event)]
+            u,
+            ks,
+            ws,
+            [
+                (loc.ulid, loc.contact_id)
+                for loc in located
+                if is_listed(loc.event) and keep.keeps(loc.event.timestamp)
+            ],
         )
-        events.apply_events(u, ks, ws, located)
+        events.apply_events(u, ks, ws, located, keep)
         counters.apply_counters(u, ks, ws, located)
-        events.apply_search(u, ks, ws, located, known_signatures.get(ws, set()))
+        events.apply_search(u, ks, ws, located, known_signatures.get(ws, set()), keep)
         touchpoints.apply_touchpoints(u, ks, ws, located, sessions.setdefault(ws, {}))
     # Earlier batches' events whose contact changed move in the same transaction: identity announces the
     # moves, the events projection moves its indices and says which events moved, identity links them to
     # their contact and the counters count the newly identified ones.
     moves = {ws: m for ws in sorted(states) if (m := states[ws].moves())}
     if moves:
-        moved = await events.apply_contact_moves(redis, ks, u, moves)
+        moved = await events.apply_contact_moves(redis, ks, u, moves, horizons.keep)
         for ws, m in moved.items():
             identity.apply_event_contacts(u, ks, ws, m.contacts)
         await counters.move_to_identified(redis, ks, u, {ws: m.identified for ws, m in moved.items()})
@@ -257,3 +304,77 @@ async def _commit(
             await pipe.execute()
         except WatchError as exc:
             raise FenceLost(f"partition {ks.partition} changed owner during commit") from exc
+
+
+@dataclass(slots=True)
+class Horizons:
+    """Per workspace: how the batch indexes its events (`keep`: the horizon of the settings in force before the
+    batch's own change of them, if any), the horizon its events expire to at the batch's end (after that
+    change), and the workspaces whose expiry index is to be built first."""
+
+    keep: dict[str, events.Keep]
+    expire: dict[str, int]
+    build: set[str]
+
+    def of(self, workspace: str) -> events.Keep:
+        return self.keep.get(workspace, events.KEEP_ALL)
+
+
+async def _horizons(
+    redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[Located]], log_ms: int, rules: FoldRules
+) -> Horizons:
+    """Each workspace's horizons at this log time: the batch's workspaces, and on the first batch of a log day every
+    workspace of the partition (so quiet workspaces expire too). A change of settings is a batch of its own
+    (`fold_entries`): it takes effect at that batch's end."""
+    day = log_ms // DAY_MS
+    pipe = redis.pipeline(transaction=False)
+    pipe.get(keys.expired_day(ks))
+    pipe.smembers(keys.workspaces(ks))
+    last_day, known = await pipe.execute()
+    names = set(batch)
+    if last_day is None or int(last_day) < day:
+        names |= {w.decode() for w in known}
+        u.set[keys.expired_day(ks)] = str(day).encode()
+    order = sorted(names)
+    pipe = redis.pipeline(transaction=False)
+    for ws in order:
+        pipe.hmget(keys.workspace_rules(ks, ws), ["retention_days", "expiry"])
+    out = Horizons({}, {}, set())
+    for ws, (retention, indexed) in zip(order, await pipe.execute() if order else [], strict=True):
+        before = after = int(retention) if retention is not None else None
+        for loc in batch.get(ws, ()):
+            if loc.event.kind == SETTINGS and "retention_days" in loc.event.properties:
+                after = _retention(loc.event.properties["retention_days"])
+                if after is None:
+                    u.hdel[keys.workspace_rules(ks, ws)].add("retention_days")
+                else:
+                    u.hset[keys.workspace_rules(ks, ws)]["retention_days"] = str(after)
+        start, end = _horizon(log_ms, before, rules), _horizon(log_ms, after, rules)
+        if start is None and end is None:
+            continue
+        out.keep[ws] = events.Keep(start, track=True)
+        if end is not None:
+            out.expire[ws] = end
+            if indexed is None:
+                out.build.add(ws)
+                u.hset[keys.workspace_rules(ks, ws)]["expiry"] = "1"
+    return out
+
+
+def _horizon(log_ms: int, retention_days: int | None, rules: FoldRules) -> int | None:
+    limits = [d for d in (retention_days, rules.archive_after_days or None) if d is not None]
+    return events.horizon_of(log_ms, min(limits)) if limits else None
+
+
+def _retention(value: object) -> int | None:
+    """A retention change's days (None, 0 or anything but a positive whole number: keep everything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+async def _expire(redis: Redis, ks: Keyspace, u: Updates, horizons: Horizons) -> None:
+    """Events older than their workspace's horizon leave the events projection, and identity forgets their
+    contact."""
+    if not horizons.expire:
+        return
+    for ws, ex in (await events.read_expiries(redis, ks, horizons.expire, horizons.build)).items():
+        identity.forget_event_contacts(u, ks, ws, events.apply_expiry(u, ks, ws, ex))

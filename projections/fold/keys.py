@@ -44,3 +44,15 @@ def message_ids(ks: Keyspace, workspace: str, day: int) -> str:
 def message_id_days(ks: Keyspace, workspace: str) -> str:
     """ZSET day → day: which `message_ids` buckets exist."""
     return f"{workspace_base(ks, workspace)}:mid:days"
+
+
+def workspace_rules(ks: Keyspace, workspace: str) -> str:
+    """HASH of what the log said about how to fold this workspace: `retention_days` (absent: keep every event),
+    and `expiry` = 1 once the events projection keeps its expiry index (`projections/events/expiry.py`)."""
+    return f"{workspace_base(ks, workspace)}:rules"
+
+
+def expired_day(ks: Keyspace) -> str:
+    """STRING: the log day (days since the epoch) up to which every workspace of the partition has had its old
+    events expired."""
+    return f"{ks.base}:expired"

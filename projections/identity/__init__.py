@@ -5,7 +5,13 @@
 """
 
 from .docs import CompanyDoc, ContactDoc, membership_of
-from .fold import WorkspaceIdentity, apply_event_contacts, load_identity, resolve_contacts
+from .fold import (
+    WorkspaceIdentity,
+    apply_event_contacts,
+    forget_event_contacts,
+    load_identity,
+    resolve_contacts,
+)
 from .read import (
     NO_ENRICHMENT,
     Enrichment,
@@ -28,6 +34,7 @@ __all__ = [
     "Person",
     "WorkspaceIdentity",
     "apply_event_contacts",
+    "forget_event_contacts",
     "load_identity",
     "membership_of",
     "read_companies",

@@ -472,3 +472,9 @@ def apply_event_contacts(
     for ulid, contact in pairs:
         if contact is not None:
             evc[ulid] = contact
+
+
+def forget_event_contacts(u: Updates, ks: Keyspace, workspace: str, ulids: list[str]) -> None:
+    """Drop the links of events that left the events projection (expired)."""
+    if ulids:
+        u.hdel[keys.event_contacts(ks, workspace)].update(ulids)
