@@ -17,6 +17,7 @@ import msgspec
 from .errors import Forbidden, InvalidRequest, PayloadTooLarge
 from .ids import event_id, ulids
 from .log import EventLog
+from .nesting import MAX_NESTING, TOO_DEEP, nesting_exceeds, prune_too_deep, too_deep_field
 from .normalize import MessageRejected, normalize
 from .schema import Event, WireBatch, WireMessage
 from .settings import Settings
@@ -24,6 +25,7 @@ from .workspaces import Workspace, WorkspaceRegistry, key_from_authorization
 
 _wire_message_decoder = msgspec.json.Decoder(WireMessage)
 _wire_batch_decoder = msgspec.json.Decoder(WireBatch)
+_encoder = msgspec.json.Encoder()
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -174,14 +176,9 @@ class Receiver:
         if not data.strip():
             raise InvalidRequest("body is empty; send a JSON object", details={"field": "body"})
 
+        too_deep: dict[int, str] = {}
         if batch:
-            try:
-                wire_batch = _wire_batch_decoder.decode(data)
-            except msgspec.ValidationError as exc:
-                path, reason = _field_of(exc)
-                raise InvalidRequest(f"{path}: {reason}", details={"field": path}) from exc
-            except msgspec.DecodeError as exc:
-                raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
+            wire_batch, too_deep = _decode_batch(data)
             raws = wire_batch.batch
             if raws is None:
                 raise InvalidRequest("batch: is required (an array of messages)", details={"field": "batch"})
@@ -192,12 +189,17 @@ class Receiver:
                 )
             key = key_from_authorization(authorization, basic=True) or wire_batch.writeKey or query_key
             sent_at, batch_context = wire_batch.sentAt, wire_batch.context
+            # merged into each message's context, so it nests one level deeper there
+            if batch_context and nesting_exceeds(_encoder.encode(batch_context), MAX_NESTING - 1):
+                raise InvalidRequest(f"context: {TOO_DEEP}", details={"field": "context"})
         else:
             if len(data) > s.max_event_bytes:
                 raise PayloadTooLarge(
                     f"event is {len(data)} bytes; the limit is {s.max_event_bytes} bytes per event",
                     details={"field": "body", "limit": s.max_event_bytes},
                 )
+            if nesting_exceeds(data, MAX_NESTING):  # before anything decodes it
+                raise BatchRejected([Rejection(0, too_deep_field(data), TOO_DEEP)])
             raws = [msgspec.Raw(data)]
             key = key_from_authorization(authorization, basic=True) or query_key
             sent_at, batch_context = None, None
@@ -223,6 +225,9 @@ class Receiver:
         rejected: list[Rejection] = []
         for i, raw in enumerate(raws):
             try:
+                if i in too_deep:
+                    rejected.append(Rejection(i, too_deep[i], TOO_DEEP))
+                    continue
                 if batch and len(raw) > s.max_event_bytes:
                     rejected.append(
                         Rejection(
@@ -232,6 +237,9 @@ class Receiver:
                             "event_too_large",
                         )
                     )
+                    continue
+                if batch and nesting_exceeds(message := bytes(raw), MAX_NESTING):
+                    rejected.append(Rejection(i, too_deep_field(message), TOO_DEEP))
                     continue
                 msg = _wire_message_decoder.decode(raw)
                 events.append(
@@ -264,3 +272,23 @@ class Receiver:
 
 class _KeyOnly(msgspec.Struct):
     writeKey: str | None = None
+
+
+def _decode_batch(data: bytes) -> tuple[WireBatch, dict[int, str]]:
+    """Decode a batch body, its messages kept raw. A message nested so deep that even skipping over it would
+    exhaust the decoder's stack is cut out first and reported (index → field) to be rejected on its own."""
+    too_deep: dict[int, str] = {}
+    try:
+        try:
+            return _wire_batch_decoder.decode(data), too_deep
+        except RecursionError:
+            data, cut = prune_too_deep(data, ("batch",))
+            too_deep = {index: where for (_, index), where in cut.items()}
+            return _wire_batch_decoder.decode(data), too_deep
+    except msgspec.ValidationError as exc:
+        path, reason = _field_of(exc)
+        raise InvalidRequest(f"{path}: {reason}", details={"field": path}) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
+    except RecursionError as exc:  # not valid JSON in a way the pruning could not follow
+        raise InvalidRequest(f"body: {TOO_DEEP}", details={"field": "body"}) from exc

@@ -74,14 +74,14 @@ async def crm_sync(request: Request) -> Response:
         data = decompress(
             await request.body(), request.headers.get("content-encoding"), receiver.settings.max_request_bytes
         )
-        sync = crm.decode_sync(data)
+        sync, too_deep = crm.decode_sync(data)
         total = len(sync.contacts) + len(sync.companies) + len(sync.activities)
         if total > receiver.settings.max_batch_events:
             raise InvalidRequest(
                 f"sync has {total} records; the limit is {receiver.settings.max_batch_events} per request",
                 details={"field": "body"},
             )
-        plan = crm.plan_sync(sync, time.time_ns() // 1_000_000)
+        plan = crm.plan_sync(sync, time.time_ns() // 1_000_000, too_deep)
         rejected = [r.as_dict() for r in plan.rejected]
         if not plan.events:
             first = plan.rejected[0]
