@@ -6,6 +6,7 @@ event is lost because a neighbour was bad. The client is answered only after Red
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import zlib
@@ -14,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from .body import BodyReader, over_limit
 from .errors import Forbidden, InvalidRequest, PayloadTooLarge
 from .ids import event_id, ulids
 from .log import EventLog
@@ -21,7 +23,7 @@ from .nesting import MAX_NESTING, TOO_DEEP, nesting_exceeds, prune_too_deep, too
 from .normalize import MessageRejected, normalize
 from .schema import Event, WireBatch, WireMessage
 from .settings import Settings
-from .workspaces import Workspace, WorkspaceRegistry, key_from_authorization
+from .workspaces import Workspace, WorkspaceRegistry
 
 _wire_message_decoder = msgspec.json.Decoder(WireMessage)
 _wire_batch_decoder = msgspec.json.Decoder(WireBatch)
@@ -124,10 +126,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
             details={"field": "Content-Encoding"},
         )
     if len(data) > limit:
-        raise PayloadTooLarge(
-            f"request body is over the {limit}-byte limit per request (batch)",
-            details={"limit": limit, "field": "body"},
-        )
+        raise over_limit(limit)
     return data
 
 
@@ -138,14 +137,18 @@ class Receiver:
         self.registry = registry
         self.log = log
         self.settings = settings
+        self.bodies = BodyReader(settings.max_request_bytes, settings.body_timeout_seconds)
 
-    async def authenticate(self, key: str | None) -> Workspace:
+    async def authenticate(self, key: str | None, origin: str | None) -> Workspace:
+        """The workspace a write key opens to a request from `origin` (None: not from a browser)."""
         grant = await self.registry.authorize(
             key,
             "write",
             missing="missing write key: send it as the HTTP Basic username or as writeKey in the body",
             unknown="unknown write key",
         )
+        if not origin_allowed(grant.workspace, origin):
+            raise OriginRefused(origin or "")
         return grant.workspace
 
     async def check_origin(self, key: str | None, origin: str | None) -> None:
@@ -163,13 +166,13 @@ class Receiver:
         kind_hint: str | None,
         batch: bool,
         content_encoding: str | None = None,
-        authorization: str | None = None,
-        query_key: str | None = None,
+        workspace: Workspace | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
         origin: str | None = None,
-        workspace: Workspace | None = None,
     ) -> Receipt:
+        """Receive one request's body. `workspace` is given when the caller already authenticated a key sent
+        beside the body; otherwise the key is the body's `writeKey`."""
         s = self.settings
         data = decompress(body, content_encoding, s.max_request_bytes)
         received_at = time.time_ns() // 1_000_000
@@ -187,7 +190,7 @@ class Receiver:
                     f"batch has {len(raws)} messages; the limit is {s.max_batch_events} per request",
                     details={"field": "batch", "limit": s.max_batch_events},
                 )
-            key = key_from_authorization(authorization, basic=True) or wire_batch.writeKey or query_key
+            key = wire_batch.writeKey
             sent_at, batch_context = wire_batch.sentAt, wire_batch.context
             # merged into each message's context, so it nests one level deeper there
             if batch_context and nesting_exceeds(_encoder.encode(batch_context), MAX_NESTING - 1):
@@ -201,13 +204,10 @@ class Receiver:
             if nesting_exceeds(data, MAX_NESTING):  # before anything decodes it
                 raise BatchRejected([Rejection(0, too_deep_field(data), TOO_DEEP)])
             raws = [msgspec.Raw(data)]
-            key = key_from_authorization(authorization, basic=True) or query_key
-            sent_at, batch_context = None, None
-            if key is None:
-                try:
+            sent_at, batch_context, key = None, None, None
+            if workspace is None:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                     key = msgspec.json.decode(data, type=_KeyOnly).writeKey
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    key = None
 
         if workspace is None:
             # a malformed single message still needs the key first, so decode errors report after auth
@@ -216,9 +216,7 @@ class Receiver:
                     msgspec.json.decode(data)
                 except msgspec.DecodeError as exc:
                     raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
-            workspace = await self.authenticate(key)
-        if not origin_allowed(workspace, origin):
-            raise OriginRefused(origin or "")
+            workspace = await self.authenticate(key, origin)
 
         ids = ulids(len(raws), received_at)
         events: list[Event] = []
