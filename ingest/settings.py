@@ -148,6 +148,8 @@ def _problem(s: Settings, name: str, value: Any) -> str | None:
         return "must be at least 1"
     if name in _NOT_NEGATIVE and value < 0:
         return "must not be negative"
+    if name == "body_timeout_seconds" and not value > 0:
+        return "must be more than 0"
     if name in ("port", "embedded_port") and not 0 <= value <= 65535:
         return "must be a TCP port (0–65535)"
     if name == "log_level" and value not in LOG_LEVELS:
