@@ -545,6 +545,8 @@ def _serve_in_workers(settings: Settings, log_config: dict[str, Any], on_started
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from api.embedded import dies_with_this_process
+
     class Workers(Multiprocess):
         def init_processes(self) -> None:
             super().init_processes()
@@ -556,7 +558,11 @@ def _serve_in_workers(settings: Settings, log_config: dict[str, Any], on_started
     os.environ.update(env)
     fold = None
     if not settings.no_fold:
-        fold = subprocess.Popen([sys.executable, "-m", "api.cli", "fold"], env={**os.environ, **env})
+        fold = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "fold"],
+            env={**os.environ, **env},
+            preexec_fn=dies_with_this_process(),
+        )
     try:
         config = uvicorn.Config(
             "api.app:create_app_from_env",
@@ -587,6 +593,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if settings.redis_url:
             require_redis(settings.redis_url)
         else:
+            # started from the main thread, so that it gets the parent-death signal (see api/embedded.py)
             embedded = EmbeddedValkey(settings.data_dir, settings.embedded_port)
             try:
                 settings = settings.with_(redis_url=embedded.start())

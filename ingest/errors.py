@@ -35,6 +35,13 @@ class PayloadTooLarge(StreamfoldError):
     code = "payload_too_large"
 
 
+class RequestTimeout(StreamfoldError):
+    """The request body did not arrive in time (a stalled or very slow client); browsers' SDKs retry a 408."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Unauthorized(StreamfoldError):
     """No key, or a key we do not know."""
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import RateLimited, StreamfoldError, Unavailable
 from .receive import OriginRefused, Receiver
+from .workspaces import key_from_authorization
 
 SUCCESS_BODY = b'{"success":true}'
 _encoder = msgspec.json.Encoder()
@@ -48,6 +49,7 @@ class Incoming:
     user_agent: str | None = None
     ip: str | None = None
     query_key: str | None = None
+    content_length: str | None = None
 
     @classmethod
     def of(cls, scope: Scope) -> Incoming:
@@ -61,6 +63,8 @@ class Incoming:
                 inc.content_encoding = value.decode("latin-1")
             elif name == b"user-agent":
                 inc.user_agent = value.decode("latin-1")
+            elif name == b"content-length":
+                inc.content_length = value.decode("latin-1")
         client = scope.get("client")
         inc.ip = client[0] if client else None
         qs = scope.get("query_string")
@@ -103,29 +107,40 @@ def error_response(exc: StreamfoldError, headers: dict[str, str]) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-async def answer_messages(receiver: Receiver, route: IngestRoute, inc: Incoming, body: bytes) -> Answer:
-    """The one implementation of every ingest POST: receive, then 200 / partial 200 / the error's status."""
+def closing(answer: Answer) -> Answer:
+    """An answer given before the whole body was read: the rest may still be coming, so the connection closes."""
+    status, body, headers = answer
+    return status, body, {**headers, "Connection": "close"}
+
+
+async def answer_messages(receiver: Receiver, route: IngestRoute, inc: Incoming, receive: Receive) -> Answer:
+    """The one implementation of every ingest POST: authenticate a key sent in the headers (Basic user, or the
+    beacon's query string) before reading the body, read it bounded, receive, then 200 / partial 200 / the
+    error's status."""
     headers = cors_of(inc.origin)
-    if route.metrics:
-        return 200, SUCCESS_BODY, headers
+    body = None
     try:
+        key = inc.query_key if route.beacon else key_from_authorization(inc.authorization, basic=True)
+        workspace = None if key is None or route.metrics else await receiver.authenticate(key, inc.origin)
+        body = await receiver.bodies.read(receive, inc.content_length)
+        if route.metrics:
+            return 200, SUCCESS_BODY, headers
         receipt = await receiver.receive(
             body,
             kind_hint=route.kind_hint,
             batch=route.batch,
             content_encoding=inc.content_encoding,
-            authorization=None if route.beacon else inc.authorization,
-            query_key=inc.query_key if route.beacon else None,
+            workspace=workspace,
             ip=inc.ip,
             user_agent=inc.user_agent,
             origin=inc.origin,
         )
-    except OriginRefused as exc:
-        return error_answer(exc, {})
     except StreamfoldError as exc:
-        return error_answer(exc, headers)
+        answer = error_answer(exc, {} if isinstance(exc, OriginRefused) else headers)
+        return answer if body is not None else closing(answer)
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        return error_answer(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
+        answer = error_answer(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
+        return answer if body is not None else closing(answer)
     if receipt.rejected:
         partial = {
             "success": True,
@@ -148,7 +163,7 @@ class IngestRoute:
 def _route_handler(route: IngestRoute) -> Callable[[Request], Awaitable[Response]]:
     async def receive_messages(request: Request) -> Response:
         status, body, headers = await answer_messages(
-            _receiver(request), route, Incoming.of(request.scope), await request.body()
+            _receiver(request), route, Incoming.of(request.scope), request.receive
         )
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 
@@ -207,17 +222,8 @@ class IngestFastPath:
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         receiver: Receiver = scope["app"].state.receiver
-        status, payload, headers = await answer_messages(receiver, route, Incoming.of(scope), body)
+        status, payload, headers = await answer_messages(receiver, route, Incoming.of(scope), receive)
         raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         raw += [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})

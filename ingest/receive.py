@@ -6,6 +6,7 @@ event is lost because a neighbour was bad. The client is answered only after Red
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import zlib
@@ -14,16 +15,19 @@ from typing import Any
 
 import msgspec
 
+from .body import BodyReader, over_limit
 from .errors import Forbidden, InvalidRequest, PayloadTooLarge
 from .ids import event_id, ulids
 from .log import EventLog
+from .nesting import MAX_NESTING, TOO_DEEP, nesting_exceeds, prune_too_deep, too_deep_field
 from .normalize import MessageRejected, normalize
 from .schema import Event, WireBatch, WireMessage
 from .settings import Settings
-from .workspaces import Workspace, WorkspaceRegistry, key_from_authorization
+from .workspaces import Workspace, WorkspaceRegistry
 
 _wire_message_decoder = msgspec.json.Decoder(WireMessage)
 _wire_batch_decoder = msgspec.json.Decoder(WireBatch)
+_encoder = msgspec.json.Encoder()
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -122,10 +126,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
             details={"field": "Content-Encoding"},
         )
     if len(data) > limit:
-        raise PayloadTooLarge(
-            f"request body is over the {limit}-byte limit per request (batch)",
-            details={"limit": limit, "field": "body"},
-        )
+        raise over_limit(limit)
     return data
 
 
@@ -136,14 +137,18 @@ class Receiver:
         self.registry = registry
         self.log = log
         self.settings = settings
+        self.bodies = BodyReader(settings.max_request_bytes, settings.body_timeout_seconds)
 
-    async def authenticate(self, key: str | None) -> Workspace:
+    async def authenticate(self, key: str | None, origin: str | None) -> Workspace:
+        """The workspace a write key opens to a request from `origin` (None: not from a browser)."""
         grant = await self.registry.authorize(
             key,
             "write",
             missing="missing write key: send it as the HTTP Basic username or as writeKey in the body",
             unknown="unknown write key",
         )
+        if not origin_allowed(grant.workspace, origin):
+            raise OriginRefused(origin or "")
         return grant.workspace
 
     async def check_origin(self, key: str | None, origin: str | None) -> None:
@@ -161,27 +166,22 @@ class Receiver:
         kind_hint: str | None,
         batch: bool,
         content_encoding: str | None = None,
-        authorization: str | None = None,
-        query_key: str | None = None,
+        workspace: Workspace | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
         origin: str | None = None,
-        workspace: Workspace | None = None,
     ) -> Receipt:
+        """Receive one request's body. `workspace` is given when the caller already authenticated a key sent
+        beside the body; otherwise the key is the body's `writeKey`."""
         s = self.settings
         data = decompress(body, content_encoding, s.max_request_bytes)
         received_at = time.time_ns() // 1_000_000
         if not data.strip():
             raise InvalidRequest("body is empty; send a JSON object", details={"field": "body"})
 
+        too_deep: dict[int, str] = {}
         if batch:
-            try:
-                wire_batch = _wire_batch_decoder.decode(data)
-            except msgspec.ValidationError as exc:
-                path, reason = _field_of(exc)
-                raise InvalidRequest(f"{path}: {reason}", details={"field": path}) from exc
-            except msgspec.DecodeError as exc:
-                raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
+            wire_batch, too_deep = _decode_batch(data)
             raws = wire_batch.batch
             if raws is None:
                 raise InvalidRequest("batch: is required (an array of messages)", details={"field": "batch"})
@@ -190,22 +190,24 @@ class Receiver:
                     f"batch has {len(raws)} messages; the limit is {s.max_batch_events} per request",
                     details={"field": "batch", "limit": s.max_batch_events},
                 )
-            key = key_from_authorization(authorization, basic=True) or wire_batch.writeKey or query_key
+            key = wire_batch.writeKey
             sent_at, batch_context = wire_batch.sentAt, wire_batch.context
+            # merged into each message's context, so it nests one level deeper there
+            if batch_context and nesting_exceeds(_encoder.encode(batch_context), MAX_NESTING - 1):
+                raise InvalidRequest(f"context: {TOO_DEEP}", details={"field": "context"})
         else:
             if len(data) > s.max_event_bytes:
                 raise PayloadTooLarge(
                     f"event is {len(data)} bytes; the limit is {s.max_event_bytes} bytes per event",
                     details={"field": "body", "limit": s.max_event_bytes},
                 )
+            if nesting_exceeds(data, MAX_NESTING):  # before anything decodes it
+                raise BatchRejected([Rejection(0, too_deep_field(data), TOO_DEEP)])
             raws = [msgspec.Raw(data)]
-            key = key_from_authorization(authorization, basic=True) or query_key
-            sent_at, batch_context = None, None
-            if key is None:
-                try:
+            sent_at, batch_context, key = None, None, None
+            if workspace is None:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                     key = msgspec.json.decode(data, type=_KeyOnly).writeKey
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    key = None
 
         if workspace is None:
             # a malformed single message still needs the key first, so decode errors report after auth
@@ -214,15 +216,16 @@ class Receiver:
                     msgspec.json.decode(data)
                 except msgspec.DecodeError as exc:
                     raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
-            workspace = await self.authenticate(key)
-        if not origin_allowed(workspace, origin):
-            raise OriginRefused(origin or "")
+            workspace = await self.authenticate(key, origin)
 
         ids = ulids(len(raws), received_at)
         events: list[Event] = []
         rejected: list[Rejection] = []
         for i, raw in enumerate(raws):
             try:
+                if i in too_deep:
+                    rejected.append(Rejection(i, too_deep[i], TOO_DEEP))
+                    continue
                 if batch and len(raw) > s.max_event_bytes:
                     rejected.append(
                         Rejection(
@@ -232,6 +235,9 @@ class Receiver:
                             "event_too_large",
                         )
                     )
+                    continue
+                if batch and nesting_exceeds(message := bytes(raw), MAX_NESTING):
+                    rejected.append(Rejection(i, too_deep_field(message), TOO_DEEP))
                     continue
                 msg = _wire_message_decoder.decode(raw)
                 events.append(
@@ -264,3 +270,23 @@ class Receiver:
 
 class _KeyOnly(msgspec.Struct):
     writeKey: str | None = None
+
+
+def _decode_batch(data: bytes) -> tuple[WireBatch, dict[int, str]]:
+    """Decode a batch body, its messages kept raw. A message nested so deep that even skipping over it would
+    exhaust the decoder's stack is cut out first and reported (index → field) to be rejected on its own."""
+    too_deep: dict[int, str] = {}
+    try:
+        try:
+            return _wire_batch_decoder.decode(data), too_deep
+        except RecursionError:
+            data, cut = prune_too_deep(data, ("batch",))
+            too_deep = {index: where for (_, index), where in cut.items()}
+            return _wire_batch_decoder.decode(data), too_deep
+    except msgspec.ValidationError as exc:
+        path, reason = _field_of(exc)
+        raise InvalidRequest(f"{path}: {reason}", details={"field": path}) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}", details={"field": "body"}) from exc
+    except RecursionError as exc:  # not valid JSON in a way the pruning could not follow
+        raise InvalidRequest(f"body: {TOO_DEEP}", details={"field": "body"}) from exc

@@ -52,10 +52,12 @@ class Settings:
     demo: bool = False
     data_dir: str = ".streamfold"
     embedded_port: int = 0  # 0 = pick a free port
-    # Ingest limits (Segment's): per event, per request body (after decompression), events per batch.
+    # Ingest limits (Segment's): per event, per request body (as sent and after decompression), events per batch.
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
     max_batch_events: int = 2500
+    # A request body (as sent: compressed or not) must arrive whole within this many seconds, or 408.
+    body_timeout_seconds: float = 30.0
     # Fold: entries read per batch, fence lease time, and which partitions this process folds
     # ("all", "none", or a list like "0-3,8").
     fold_batch_entries: int = 200
@@ -155,6 +157,8 @@ def _problem(s: Settings, name: str, value: Any) -> str | None:
         return "must be at least 1"
     if name in _NOT_NEGATIVE and value < 0:
         return "must not be negative"
+    if name == "body_timeout_seconds" and not value > 0:
+        return "must be more than 0"
     if name in ("port", "embedded_port") and not 0 <= value <= 65535:
         return "must be a TCP port (0–65535)"
     if name == "log_level" and value not in LOG_LEVELS:

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
-from api.embedded import free_port
+from api.embedded import PID_FILE, free_port, process_info
 
 
-def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _start(data_dir: Path, port: int, *, own_group: bool = False) -> subprocess.Popen[str]:
+    """`streamfold serve --demo`; with `own_group` in a process group of its own (so a test can kill it all)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFOLD_")}
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--demo", "--data-dir", str(data_dir), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
     )  # fmt: skip
 
 
@@ -149,3 +151,115 @@ def test_json_logs_are_one_object_per_line_access_log_included(settings, redis):
     access = [r for r in records if r["logger"] == "uvicorn.access"]
     assert any(r["path"] == "/v1/track" and r["status"] == 401 and r["method"] == "POST" for r in access)
     assert any(r["path"] == "/healthz" and r["status"] == 200 for r in access)
+
+
+def _valkey_pid(data_dir: Path) -> int:
+    return int(json.loads((data_dir / PID_FILE).read_text())["pid"])
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while process_info(pid) is not None:  # a zombie nobody reaps counts as gone: it holds no port, no file
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # sleep-ok: polling for another process to exit
+    return True
+
+
+def _kill(pid: int) -> None:
+    """Clean up after a failed test: the valkey-server it started must not be left behind."""
+    if process_info(pid) is not None:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _keys(data_dir: Path) -> tuple[str, str]:
+    demo = json.loads((data_dir / "demo-keys.json").read_text())
+    write = next(k["key"] for k in demo["keys"] if "write" in k["scopes"])
+    read = next(k["key"] for k in demo["keys"] if "events:read" in k["scopes"])
+    return write, read
+
+
+def test_sigkill_of_serves_process_group_takes_the_embedded_valkey_with_it(tmp_path):
+    data_dir, port = tmp_path / "data", free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(data_dir, port, own_group=True)
+    valkey = None
+    try:
+        _wait_healthy(url, proc)
+        valkey = _valkey_pid(data_dir)
+        assert process_info(valkey) is not None
+        write, read = _keys(data_dir)
+        r = httpx.post(f"{url}/v1/track", json={"userId": "u1", "event": "kept"}, auth=(write, ""))
+        assert r.json() == {"success": True}
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group; Valkey runs in a session of its own
+        proc.communicate(timeout=30)
+        assert _gone_within(valkey, 15), "the embedded valkey-server outlived serve"
+
+        proc = _start(data_dir, port, own_group=True)  # the port and the data dir are free again
+        _wait_healthy(url, proc)
+        _wait_count(url, read, 1)  # and the acknowledged event is there
+    finally:
+        _stop(proc)
+        if valkey is not None:
+            _kill(valkey)
+
+
+ORPHAN_MAKER = """
+import signal, sys
+from api.embedded import EmbeddedValkey
+valkey = EmbeddedValkey(sys.argv[1], int(sys.argv[2]), appendonly=True, die_with_parent=False)
+valkey.start()
+print(valkey.proc.pid, flush=True)
+signal.pause()
+"""
+
+
+def test_serve_stops_an_orphaned_valkey_on_its_data_dir_and_takes_over(tmp_path):
+    # a valkey-server whose starter died without taking it along (as off Linux, where there is no parent-death
+    # signal): it still holds its port and the data dir
+    data_dir, valkey_port = tmp_path / "data", free_port()
+    maker = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_MAKER, str(data_dir), str(valkey_port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert maker.stdout is not None
+    orphan = int(maker.stdout.readline())
+    proc, out = None, ""
+    try:
+        redis.Redis(port=valkey_port).set("probe", "kept")
+        maker.kill()
+        maker.wait(timeout=30)
+        assert process_info(orphan) is not None and process_info(orphan)[0] != maker.pid
+
+        port = free_port()
+        proc = _start(data_dir, port)
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        assert _gone_within(orphan, 1), "serve did not stop the orphan before starting its own"
+        assert _valkey_pid(data_dir) != orphan
+        taken_over = redis.Redis.from_url((data_dir / "redis.url").read_text().strip())
+        assert taken_over.get("probe") == b"kept"
+    finally:
+        _kill(orphan)
+        if proc is not None:
+            out = _stop(proc)
+    assert "left running on" in out  # the takeover is logged
+
+
+def test_a_second_serve_on_a_live_serves_data_dir_is_refused_in_one_line(tmp_path):
+    data_dir, port = tmp_path / "data", free_port()
+    proc = _start(data_dir, port)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        valkey = _valkey_pid(data_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFOLD_")}
+        second = subprocess.run(
+            [sys.executable, "-m", "api.cli", "serve", "--data-dir", str(data_dir), "--port", str(free_port())],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert "another streamfold serve" in second.stderr and "Traceback" not in second.stderr, second.stderr
+        assert process_info(valkey) is not None  # the first serve's Valkey was left alone
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        _stop(proc)

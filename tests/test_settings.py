@@ -84,6 +84,7 @@ def test_serve_flags_override_their_variables(monkeypatch):
         ("LOG_FORMAT", "xml", "text, json"),
         ("PARTITIONS", "abc", "whole number"),
         ("READY_MAX_LAG_SECONDS", "-1", "negative"),
+        ("BODY_TIMEOUT_SECONDS", "0", "more than 0"),
         ("KEY_PREFIX", "a{b}", "braces"),
         ("FOLD_PARTITIONS", "0-99", "outside 0..15"),
     ],

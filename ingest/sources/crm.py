@@ -19,6 +19,7 @@ import msgspec
 
 from ..errors import InvalidRequest
 from ..ids import event_id, ulids
+from ..nesting import MAX_NESTING, TOO_DEEP, nesting_exceeds, prune_too_deep, too_deep_field
 from ..normalize import MAX_EVENT_NAME, campaign_from_url, domain_of, to_ms
 from ..schema import CRM_COMPANY, CRM_CONTACT, Event
 from .profile import (
@@ -83,9 +84,18 @@ _sync_decoder = msgspec.json.Decoder(CrmSync)
 _record_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-def decode_sync(data: bytes) -> CrmSync:
+def decode_sync(data: bytes) -> tuple[CrmSync, dict[tuple[str, int], str]]:
+    """The sync body, its records kept raw, and the records nested too deep to decode at all (cut out: list and
+    index → field), which `plan_sync` rejects on their own."""
+    too_deep: dict[tuple[str, int], str] = {}
     try:
-        sync = _sync_decoder.decode(data)
+        try:
+            sync = _sync_decoder.decode(data)
+        except RecursionError:
+            data, too_deep = prune_too_deep(data, ("contacts", "companies", "activities"))
+            sync = _sync_decoder.decode(data)
+    except RecursionError as exc:
+        raise InvalidRequest(f"body: {TOO_DEEP}", details={"field": "body"}) from exc
     except msgspec.ValidationError as exc:
         text = str(exc)
         where = text.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in text else "body"
@@ -101,7 +111,7 @@ def decode_sync(data: bytes) -> CrmSync:
             "body: nothing to sync; send at least one of contacts, companies, activities",
             details={"field": "body"},
         )
-    return sync
+    return sync, too_deep
 
 
 def _text_id(rec: dict[str, Any], key: str) -> str | None:
@@ -252,8 +262,10 @@ def _activity_event(crm: str, rec: dict[str, Any], eid: str, now: int) -> Event:
     )  # fmt: skip
 
 
-def plan_sync(sync: CrmSync, now_ms: int) -> SyncPlan:
-    """Validate every record and build the events of the valid ones (contacts, then companies, then activities)."""
+def plan_sync(sync: CrmSync, now_ms: int, too_deep: dict[tuple[str, int], str] | None = None) -> SyncPlan:
+    """Validate every record and build the events of the valid ones (contacts, then companies, then activities).
+    `too_deep` names the records `decode_sync` cut out."""
+    too_deep = too_deep or {}
     plan = SyncPlan()
     builders = (
         ("contacts", sync.contacts, _contact_event),
@@ -264,6 +276,10 @@ def plan_sync(sync: CrmSync, now_ms: int) -> SyncPlan:
     for name, raws, build in builders:
         for i, raw in enumerate(raws):
             eid = event_id(next(ids))
+            if (name, i) in too_deep or nesting_exceeds(record := bytes(raw), MAX_NESTING):
+                where = too_deep.get((name, i)) or too_deep_field(record)
+                plan.rejected.append(RecordRejection(name, i, where, TOO_DEEP))
+                continue
             try:
                 rec = _record_decoder.decode(raw)
             except (msgspec.ValidationError, msgspec.DecodeError):

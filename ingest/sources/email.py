@@ -22,6 +22,7 @@ import msgspec
 
 from ..errors import InvalidRequest, Unauthorized
 from ..ids import event_id, ulids
+from ..nesting import MAX_NESTING, check_nesting
 from ..normalize import campaign_from_url, domain_of
 from ..schema import Event
 from .profile import normalize_email
@@ -170,6 +171,7 @@ def _sendgrid_event(item: dict[str, Any], eid: str, now: int) -> Event:
 
 def plan_sendgrid(body: bytes, now: int) -> WebhookPlan:
     """SendGrid posts a JSON array of events; bad items are rejected by index, the others kept."""
+    check_nesting(body, MAX_NESTING + 1, levels=2)  # each item counts from its own level
     try:
         items = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -190,6 +192,7 @@ def plan_sendgrid(body: bytes, now: int) -> WebhookPlan:
 
 
 def decode_mailgun(body: bytes) -> dict[str, Any]:
+    check_nesting(body, MAX_NESTING + 1, levels=2)  # the event counts from `event-data`
     try:
         payload = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:

@@ -66,22 +66,30 @@ def _receiver(request: Request) -> Receiver:
     return request.app.state.receiver
 
 
+def decompressed(receiver: Receiver, request: Request, body: bytes) -> bytes:
+    return decompress(body, request.headers.get("content-encoding"), receiver.settings.max_request_bytes)
+
+
+def failed(exc: StreamfoldError, body: bytes | None) -> Response:
+    """The error answer; it closes the connection when the body was not read to its end."""
+    return error_response(exc, {} if body is not None else {"Connection": "close"})
+
+
 async def crm_sync(request: Request) -> Response:
     """Upsert CRM contacts and companies and record CRM activities (scope `crm:write`)."""
     receiver = _receiver(request)
+    sent = None
     try:
         workspace = await authenticate(receiver, request, "crm:write")
-        data = decompress(
-            await request.body(), request.headers.get("content-encoding"), receiver.settings.max_request_bytes
-        )
-        sync = crm.decode_sync(data)
+        sent = await receiver.bodies.read(request.receive, request.headers.get("content-length"))
+        sync, too_deep = crm.decode_sync(decompressed(receiver, request, sent))
         total = len(sync.contacts) + len(sync.companies) + len(sync.activities)
         if total > receiver.settings.max_batch_events:
             raise InvalidRequest(
                 f"sync has {total} records; the limit is {receiver.settings.max_batch_events} per request",
                 details={"field": "body"},
             )
-        plan = crm.plan_sync(sync, time.time_ns() // 1_000_000)
+        plan = crm.plan_sync(sync, time.time_ns() // 1_000_000, too_deep)
         rejected = [r.as_dict() for r in plan.rejected]
         if not plan.events:
             first = plan.rejected[0]
@@ -91,15 +99,16 @@ async def crm_sync(request: Request) -> Response:
             )
         await receiver.log.append(workspace.id, plan.events)
     except StreamfoldError as exc:
-        return error_response(exc, {})
+        return failed(exc, sent)
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        return error_response(Unavailable(f"the event log is unavailable, retry later ({exc})"), {})
+        return failed(Unavailable(f"the event log is unavailable, retry later ({exc})"), sent)
     return _json({"success": True, "accepted": plan.accepted, "rejected": rejected})
 
 
 async def email_webhook(provider: str, request: Request) -> Response:
     """Receive one provider's webhook post (SendGrid Event Webhook, Mailgun webhooks)."""
     receiver = _receiver(request)
+    sent = None
     try:
         if provider not in email.PROVIDERS:
             raise NotFound(
@@ -107,9 +116,8 @@ async def email_webhook(provider: str, request: Request) -> Response:
                 details={"field": "provider"},
             )
         workspace = await authenticate(receiver, request, "write")
-        body = decompress(
-            await request.body(), request.headers.get("content-encoding"), receiver.settings.max_request_bytes
-        )
+        sent = await receiver.bodies.read(request.receive, request.headers.get("content-length"))
+        body = decompressed(receiver, request, sent)
         secret = await signing_secret(
             receiver.log.redis, receiver.settings.key_prefix, workspace.id, provider
         )
@@ -136,9 +144,9 @@ async def email_webhook(provider: str, request: Request) -> Response:
             )
         await receiver.log.append(workspace.id, plan.events)
     except StreamfoldError as exc:
-        return error_response(exc, {})
+        return failed(exc, sent)
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        return error_response(Unavailable(f"the event log is unavailable, retry later ({exc})"), {})
+        return failed(Unavailable(f"the event log is unavailable, retry later ({exc})"), sent)
     if rejected:
         return _json({"success": True, "accepted": len(plan.events), "rejected": rejected})
     return _json({"success": True})
