@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from ingest.http import IngestFastPath
 from ingest.http import build_router as build_ingest_router
+from ingest.archive import Archive
 from ingest.log import EventLog
 from ingest.receive import Receiver
 from ingest.redis_client import connect_redis
@@ -48,7 +49,12 @@ def create_app(
             redis, settings.key_prefix, "attribution", settings.attribution_rate_limit_per_minute
         )
         services = Services(
-            settings, redis, WorkspaceRegistry(redis, settings), EventLog(redis, settings), limiter
+            settings,
+            redis,
+            WorkspaceRegistry(redis, settings),
+            EventLog(redis, settings),
+            limiter,
+            Archive(settings.archive_root),
         )
         app.state.services = services
         app.state.receiver = Receiver(services.registry, services.log, settings)

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 from ingest import keys as log_keys
+from ingest.archive import Archive
 from ingest.log import EventLog
 from ingest.settings import Settings
 from ingest.workspaces import READ_SCOPES, Workspace, WorkspaceRegistry, key_from_authorization
@@ -27,6 +28,7 @@ class Services:
     registry: WorkspaceRegistry
     log: EventLog
     attribution_limiter: RateLimiter
+    archive: Archive  # where log entries past the archive horizon went (reads of old events look there)
 
 
 def get_services(request: Request) -> Services:

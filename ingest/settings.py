@@ -69,6 +69,7 @@ class Settings:
     # entries moved to Parquet under `archive_dir` (0: never). Changing it re-folds every partition.
     archive_after_days: int = 0
     archive_dir: str = ""  # default: <data_dir>/archive
+    archive_interval_seconds: float = 3600.0  # how often a fold worker looks for days to archive
     # Read API
     attribution_rate_limit_per_minute: int = 7
     key_cache_seconds: float = 5.0
@@ -110,6 +111,11 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    @property
+    def archive_root(self) -> str:
+        """Where the archive's files live: `archive_dir`, else `<data_dir>/archive`."""
+        return self.archive_dir or os.path.join(self.data_dir, "archive")
+
     def owned_partitions(self) -> list[int]:
         return parse_partition_set(self.fold_partitions, self.partitions)
 
@@ -148,6 +154,7 @@ _NOT_NEGATIVE = (
     "key_cache_seconds",
     "ready_max_lag_seconds",
     "archive_after_days",
+    "archive_interval_seconds",
 )
 
 

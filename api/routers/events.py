@@ -149,13 +149,13 @@ async def list_events(
     ids = event_ids_of(members)
     if fields == "summary":
         events, contact_of = await asyncio.gather(
-            read_members(redis, tenant.ks, members),
+            read_members(redis, tenant.ks, members, services.archive),
             read_contact_ids_of_events(redis, tenant.ks, tenant.id, ids),
         )
         docs = [event_summary(e, contact_of.get(e.id)) for e in events]
     else:
         events, enriched = await asyncio.gather(
-            read_members(redis, tenant.ks, members),
+            read_members(redis, tenant.ks, members, services.archive),
             read_enrichments(redis, tenant.ks, tenant.id, ids),
         )
         docs = [event_document(e, enriched[e.id]) for e in events]
@@ -206,7 +206,7 @@ async def event_stats(
 
 @router.get("/{event_id}")
 async def get_event(event_id: str, tenant: EventsReader, services: ServicesDep) -> FastJSON:
-    e = await read_event(services.redis, tenant.ks, tenant.id, event_id)
+    e = await read_event(services.redis, tenant.ks, tenant.id, event_id, services.archive)
     if e is None:
         raise NotFound(f"event {event_id!r} not found", details={"event_id": event_id})
     enriched = await read_enrichments(services.redis, tenant.ks, tenant.id, [e.id])

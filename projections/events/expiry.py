@@ -1,7 +1,7 @@
 """Expiry: a workspace's events older than its horizon leave the events projection (retention and archive).
 
-The horizon is a UTC midnight of log time: (the log day of what is being folded − days), for the workspace's
-`retention_days` (set through the log) or the deployment's `archive_after_days`, whichever is shorter. An event
+The horizon is a UTC midnight of log time: the log day of what is being folded, less the workspace's
+`retention_days` (set through the log). An event
 whose timestamp lies before the horizon is not indexed, and once the horizon passes an event it is taken out of
 every index, of the receipt records and of the waiting records (and identity forgets its contact); the counters, types,
 contacts, companies, identity and touchpoints keep their whole history. Which keys hold old events is kept in an

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from ingest.archive import Archive
 from ingest.schema import Event
 
 from ..keyspace import Keyspace
@@ -111,6 +112,7 @@ async def apply_contact_moves(
     u: Updates,
     moves: dict[str, ContactMoves],
     keeps: dict[str, Keep] | None = None,
+    archive: Archive | None = None,
 ) -> dict[str, MovedEvents]:
     """Move earlier batches' events to their new contact, in the same transaction as the batch: a merged-away
     contact's events go to its survivor; a newly linked anonymous id's waiting events become its contact's
@@ -165,7 +167,7 @@ async def apply_contact_moves(
             oldest.queue(u, ks, ws)
         return out
     # their timestamps, and for the counters their type and domain: the events themselves, from the log
-    found_events = await read_events_at(redis, ks, [parse_member(m)[1:] for _, _, m in newly])
+    found_events = await read_events_at(redis, ks, [parse_member(m)[1:] for _, _, m in newly], archive)
     for (ws, target, m), e in zip(newly, found_events, strict=True):
         if e is None:  # its log entry is gone (archived or deleted): nothing left to move
             continue

@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ingest import keys as log_keys
+from ingest.archive import Archive
 from ingest.log import entry_event_at
 from ingest.schema import Event
 
@@ -27,8 +28,11 @@ FIND_RECORD = Script(__package__, "find_record-1.lua")
 _ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
-async def read_events_at(redis: Redis, ks: Keyspace, positions: list[tuple[str, int]]) -> list[Event | None]:
-    """The events at log positions (entry id, index), in order; None where the entry is gone."""
+async def read_events_at(
+    redis: Redis, ks: Keyspace, positions: list[tuple[str, int]], archive: Archive | None = None
+) -> list[Event | None]:
+    """The events at log positions (entry id, index), in order: from the stream, else (entries moved there) from
+    the archive; None where the entry is gone from both."""
     entry_ids = list(dict.fromkeys(eid for eid, _ in positions))
     if not entry_ids:
         return []
@@ -38,14 +42,20 @@ async def read_events_at(redis: Redis, ks: Keyspace, positions: list[tuple[str, 
     for eid, idx in positions:
         found = data.get(eid)
         out.append(entry_event_at(found[0], found[1], idx) if found is not None else None)
+    if archive is not None and len(data) < len(entry_ids):
+        gone = [i for i, (eid, _) in enumerate(positions) if eid not in data]
+        for i, e in zip(gone, archive.events_at(ks.partition, [positions[i] for i in gone]), strict=True):
+            out[i] = e
     return out
 
 
-async def read_members(redis: Redis, ks: Keyspace, members: list[bytes]) -> list[Event]:
+async def read_members(
+    redis: Redis, ks: Keyspace, members: list[bytes], archive: Archive | None = None
+) -> list[Event]:
     """The events of index members, from the log, in order."""
     if not members:
         return []
-    found = await read_events_at(redis, ks, [parse_member(m)[1:] for m in members])
+    found = await read_events_at(redis, ks, [parse_member(m)[1:] for m in members], archive)
     return [e for e in found if e is not None]
 
 
@@ -54,7 +64,9 @@ def event_ids_of(members: list[bytes]) -> list[str]:
     return [f"evt_{parse_member(m)[0]}" for m in members]
 
 
-async def read_event(redis: Redis, ks: Keyspace, workspace: str, event_id: str) -> Event | None:
+async def read_event(
+    redis: Redis, ks: Keyspace, workspace: str, event_id: str, archive: Archive | None = None
+) -> Event | None:
     """One listed event by id: its receipt record is in the string of the day its id was received."""
     ulid = event_id[4:]
     if not event_id.startswith("evt_") or not _ULID.fullmatch(ulid):
@@ -69,7 +81,7 @@ async def read_event(redis: Redis, ks: Keyspace, workspace: str, event_id: str) 
     if not record:
         return None
     _, entry_id, idx = parse_member(member_of_record(record))
-    (event,) = await read_events_at(redis, ks, [(entry_id, idx)])
+    (event,) = await read_events_at(redis, ks, [(entry_id, idx)], archive)
     return event
 
 

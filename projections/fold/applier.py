@@ -5,7 +5,8 @@ the partition's projections were written in an older format, drain the consumer 
 (a crashed owner's unacknowledged batch), then consume new entries with a FastStream `StreamSub` (consumer
 group, batches). Every batch commits updates + checkpoint + XACK in one MULTI/EXEC
 guarded by the lease token, so a stale owner can never commit. Losing the lease or any error stops that
-partition's subscriber and starts ownership over, which re-drains what is pending: nothing is skipped.
+partition's subscriber and starts ownership over, which re-drains what is pending: nothing is skipped. With an
+archive horizon, the owner also moves the partition's old log days to the archive (`archiver.py`) now and then.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import contextlib
 import logging
 import os
 import socket
-from typing import Any
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
@@ -24,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ingest import keys as log_keys
+from ingest.archive import Archive
 from ingest.ids import new_token
 from ingest.settings import Settings
 
@@ -31,6 +35,7 @@ from ..errors import FenceLost
 from ..keyspace import Keyspace, workspace_pattern
 from ..scripts import Script
 from . import keys
+from .archiver import archive_partition
 from .fold import GROUP, Fence, fold_entries
 from .rules import DEFAULT_RULES, FoldRules
 
@@ -43,6 +48,7 @@ RENEW_LEASE = Script(__package__, "renew_lease-1.lua")
 RELEASE_LEASE = Script(__package__, "release_lease-1.lua")
 
 
+T = TypeVar("T")
 MAX_TRANSACTION_BYTES = 1_000_000  # encoded events folded per MULTI/EXEC, at most (one entry may exceed it)
 
 
@@ -74,11 +80,19 @@ async def ensure_group(redis: Redis, prefix: str, partition: int) -> None:
             raise
 
 
-async def ensure_projection_format(redis: Redis, ks: Keyspace, rules: FoldRules = DEFAULT_RULES) -> bool:
+async def ensure_projection_format(
+    redis: Redis,
+    ks: Keyspace,
+    rules: FoldRules = DEFAULT_RULES,
+    *,
+    archive: Archive | None = None,
+    fence: Fence | None = None,
+) -> bool:
     """Fold the partition again from the start of its log when its projections were written in another format
     (`keys.PROJECTION_FORMAT`) or under other fold rules (`FoldRules.stamp`). Returns whether it must. Called by the lease holder before it folds: a stale
     owner's commits fail on the epoch its acquisition bumped. A crash midway leaves the format unset, so the
-    next owner starts over."""
+    next owner starts over. Entries already moved to the archive are folded first, then the stream's are delivered
+    again from its start."""
     stored, ckpt = await redis.mget(keys.projection_format(ks), keys.checkpoint(ks))
     if stored is not None and stored.decode() == rules.stamp:
         return False
@@ -102,9 +116,25 @@ async def ensure_projection_format(redis: Redis, ks: Keyspace, rules: FoldRules 
         if batch:
             await redis.unlink(*batch)
         await redis.delete(keys.checkpoint(ks), keys.workspaces(ks))
+        if archive is not None:
+            for chunk in _chunks(archive.entries(ks.partition), 500):
+                await fold_entries(
+                    redis, ks, chunk, fence=fence, ack_group=None, rules=rules, archive=archive
+                )  # type: ignore[arg-type]
         await ensure_group(redis, ks.prefix, ks.partition)
     await redis.set(keys.projection_format(ks), rules.stamp)
     return ckpt is not None
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 async def _raw_parser(msg: Any, original: Any = None) -> RedisBatchStreamMessage:
@@ -125,6 +155,8 @@ class PartitionOwner:
         self.ks = Keyspace(applier.settings.key_prefix, partition)
         self.fence = Fence(token=f"{applier.instance}:{new_token(8)}")
         self.lost = asyncio.Event()
+        self._archiving: asyncio.Task[None] | None = None
+        self._archive_due = 0.0
 
     @property
     def redis(self) -> Redis:
@@ -150,7 +182,41 @@ class PartitionOwner:
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
         for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
-            await fold_entries(self.redis, self.ks, chunk, fence=self.fence, rules=self.applier.rules)
+            await fold_entries(
+                self.redis,
+                self.ks,
+                chunk,
+                fence=self.fence,
+                rules=self.applier.rules,
+                archive=self.applier.archive,
+            )
+
+    def _archive_when_due(self) -> None:
+        """Start an archive run of the partition when one is due (every `archive_interval_seconds`, never two
+        at once); the run stops between days once the lease is lost."""
+        s = self.applier.settings
+        if not s.archive_after_days or (self._archiving is not None and not self._archiving.done()):
+            return
+        now = time.monotonic()
+        if now < self._archive_due:
+            return
+        self._archive_due = now + s.archive_interval_seconds
+        self._archiving = asyncio.create_task(self._archive(), name=f"archive-p{self.partition}")
+
+    async def _archive(self) -> None:
+        try:
+            done = await archive_partition(
+                self.redis,
+                self.ks.prefix,
+                self.partition,
+                self.applier.archive,
+                self.applier.settings.archive_after_days,
+                stop=self.lost,
+            )
+            if done.days:
+                log.info("partition %s: archived %s days (%s events)", self.partition, done.days, done.events)
+        except Exception:
+            log.exception("partition %s: archive run failed; the next one completes it", self.partition)
 
     async def drain_pending(self) -> None:
         """Fold entries delivered to an earlier owner but never acknowledged, in log order."""
@@ -177,7 +243,9 @@ class PartitionOwner:
         """Own the partition until the lease is lost or the applier stops."""
         s = self.applier.settings
         await ensure_group(self.redis, s.key_prefix, self.partition)
-        await ensure_projection_format(self.redis, self.ks, self.applier.rules)
+        await ensure_projection_format(
+            self.redis, self.ks, self.applier.rules, archive=self.applier.archive, fence=self.fence
+        )
         await self.drain_pending()
         sub = self.applier.broker.subscriber(
             stream=StreamSub(
@@ -216,6 +284,8 @@ class PartitionOwner:
                 if not self.lost.is_set() and not await self.renew():
                     log.warning("partition %s: lease not renewed, stopping", self.partition)
                     self.lost.set()
+                if not self.lost.is_set():
+                    self._archive_when_due()
         finally:
             with contextlib.suppress(Exception):
                 await sub.stop()
@@ -230,6 +300,7 @@ class Applier:
         self.redis = redis
         self.settings = settings
         self.rules = FoldRules.of(settings)
+        self.archive = Archive(settings.archive_root)
         self.partitions = settings.owned_partitions() if partitions is None else partitions
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.broker = RedisBroker(settings.redis_url, logger=_faststream_log, log_level=logging.DEBUG)

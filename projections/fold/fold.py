@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from ingest import keys as log_keys
+from ingest.archive import Archive
 from ingest.log import F_CONTROL, F_DATA, F_VERSION, F_WORKSPACE, entry_events
 from ingest.schema import SETTINGS, Event
 
@@ -91,6 +92,7 @@ async def fold_entries(
     fence: Fence | None,
     ack_group: str | None = GROUP,
     rules: FoldRules = DEFAULT_RULES,
+    archive: Archive | None = None,
 ) -> FoldResult:
     """Apply `entries` (log order) exactly once. Raises `FenceLost` if another applier owns the partition.
 
@@ -116,7 +118,9 @@ async def fold_entries(
     result = FoldResult(None, 0, 0, 0, 0)
     with _collector_paused():
         for segment in segments:
-            part = await _fold(redis, ks, segment, fence=fence, ack_group=ack_group, rules=rules)
+            part = await _fold(
+                redis, ks, segment, fence=fence, ack_group=ack_group, rules=rules, archive=archive
+            )
             result = FoldResult(
                 part.checkpoint or result.checkpoint,
                 result.applied_entries + part.applied_entries,
@@ -193,6 +197,7 @@ async def _fold(
     fence: Fence | None,
     ack_group: str | None,
     rules: FoldRules,
+    archive: Archive | None,
 ) -> FoldResult:
     ckpt = await read_checkpoint(redis, ks)
     after = stream_id(ckpt) if ckpt else (-1, -1)
@@ -214,9 +219,9 @@ async def _fold(
     batch, duplicates = await _unseen(redis, ks, by_ws, rules, u) if by_ws else ({}, 0)
     log_ms = max((stream_id(eid)[0] for eid, _ in fresh_entries), default=None)
     if log_ms is not None:
-        horizons = await _horizons(redis, ks, u, batch, log_ms, rules)
+        horizons = await _horizons(redis, ks, u, batch, log_ms)
         if batch:
-            await _apply(redis, ks, u, batch, horizons)
+            await _apply(redis, ks, u, batch, horizons, archive)
         await _expire(redis, ks, u, horizons)
 
     new_ckpt = None
@@ -230,7 +235,12 @@ async def _fold(
 
 
 async def _apply(
-    redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[Located]], horizons: Horizons
+    redis: Redis,
+    ks: Keyspace,
+    u: Updates,
+    batch: dict[str, list[Located]],
+    horizons: Horizons,
+    archive: Archive | None,
 ) -> None:
     """Every projection's updates for the batch's new events, in one `Updates`."""
     # What the projections need from Redis for the whole batch, each one round trip.
@@ -265,7 +275,7 @@ async def _apply(
     # their contact and the counters count the newly identified ones.
     moves = {ws: m for ws in sorted(states) if (m := states[ws].moves())}
     if moves:
-        moved = await events.apply_contact_moves(redis, ks, u, moves, horizons.keep)
+        moved = await events.apply_contact_moves(redis, ks, u, moves, horizons.keep, archive)
         for ws, m in moved.items():
             identity.apply_event_contacts(u, ks, ws, m.contacts)
         await counters.move_to_identified(redis, ks, u, {ws: m.identified for ws, m in moved.items()})
@@ -294,7 +304,9 @@ async def _commit(
                 raise FenceLost(f"partition {ks.partition} is owned by another applier")
             pipe.multi()
         u.queue(pipe, keys.checkpoint(ks))
-        for entry_id, fields, reason in poison:
+        for entry_id, fields, reason in (
+            poison if not ks.view else ()
+        ):  # a rebuild's replay dead-letters nothing
             pipe.xadd(dlq, {b"entry": entry_id.encode(), b"reason": reason.encode(), **fields})
         if new_ckpt is not None:
             pipe.set(keys.checkpoint(ks), new_ckpt)
@@ -321,7 +333,7 @@ class Horizons:
 
 
 async def _horizons(
-    redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[Located]], log_ms: int, rules: FoldRules
+    redis: Redis, ks: Keyspace, u: Updates, batch: dict[str, list[Located]], log_ms: int
 ) -> Horizons:
     """Each workspace's horizons at this log time: the batch's workspaces, and on the first batch of a log day every
     workspace of the partition (so quiet workspaces expire too). A change of settings is a batch of its own
@@ -349,7 +361,7 @@ async def _horizons(
                     u.hdel[keys.workspace_rules(ks, ws)].add("retention_days")
                 else:
                     u.hset[keys.workspace_rules(ks, ws)]["retention_days"] = str(after)
-        start, end = _horizon(log_ms, before, rules), _horizon(log_ms, after, rules)
+        start, end = _horizon(log_ms, before), _horizon(log_ms, after)
         if start is None and end is None:
             continue
         out.keep[ws] = events.Keep(start, track=True)
@@ -361,9 +373,8 @@ async def _horizons(
     return out
 
 
-def _horizon(log_ms: int, retention_days: int | None, rules: FoldRules) -> int | None:
-    limits = [d for d in (retention_days, rules.archive_after_days or None) if d is not None]
-    return events.horizon_of(log_ms, min(limits)) if limits else None
+def _horizon(log_ms: int, retention_days: int | None) -> int | None:
+    return events.horizon_of(log_ms, retention_days) if retention_days is not None else None
 
 
 def _retention(value: object) -> int | None:

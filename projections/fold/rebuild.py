@@ -7,10 +7,13 @@ live fold and a replay of the same log give the same digest — the product's ex
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.asyncio import Redis
 
 from ingest import keys as log_keys
+from ingest.archive import Archive
 
 from ..keyspace import Keyspace, view_pattern, workspace_pattern
 from ..located import stream_id
@@ -20,25 +23,55 @@ from .rules import DEFAULT_RULES, FoldRules
 REPLAY_CHUNK = 500
 
 
-async def replay(
-    redis: Redis, source: Keyspace, target: Keyspace, *, until: str | None, rules: FoldRules = DEFAULT_RULES
-) -> int:
-    """Fold the partition's log from the start up to `until` (inclusive) into `target`. Returns entries read."""
+async def _log_chunks(
+    redis: Redis, source: Keyspace, until: str, archive: Archive | None
+) -> AsyncIterator[list[tuple[Any, dict[bytes, bytes]]]]:
+    """The partition's log up to `until` (inclusive) in chunks, in log order: its archived entries, then the
+    stream's."""
+    start = "-"
+    if archive is not None:
+        chunk: list[tuple[Any, dict[bytes, bytes]]] = []
+        for entry in archive.entries(source.partition, until):
+            chunk.append(entry)
+            if len(chunk) >= REPLAY_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+        last = archive.last_entry(source.partition)
+        if last is not None:
+            if stream_id(last) >= stream_id(until):
+                return
+            start = f"({last}"
     stream = log_keys.log(source.prefix, source.partition)
+    while True:
+        part = await redis.xrange(stream, start, until, count=REPLAY_CHUNK)
+        if not part:
+            return
+        yield part
+        last_id = part[-1][0].decode()
+        if stream_id(last_id) >= stream_id(until) or len(part) < REPLAY_CHUNK:
+            return
+        start = f"({last_id}"
+
+
+async def replay(
+    redis: Redis,
+    source: Keyspace,
+    target: Keyspace,
+    *,
+    until: str | None,
+    rules: FoldRules = DEFAULT_RULES,
+    archive: Archive | None = None,
+) -> int:
+    """Fold the partition's log (archive, then stream) from the start up to `until` (inclusive) into
+    `target`. Returns entries read."""
     if until is None:
         return 0
-    start = "-"
     n = 0
-    while True:
-        chunk = await redis.xrange(stream, start, until, count=REPLAY_CHUNK)
-        if not chunk:
-            break
-        await fold_entries(redis, target, chunk, fence=None, ack_group=None, rules=rules)
+    async for chunk in _log_chunks(redis, source, until, archive):
+        await fold_entries(redis, target, chunk, fence=None, ack_group=None, rules=rules, archive=archive)
         n += len(chunk)
-        last = chunk[-1][0].decode()
-        if stream_id(last) >= stream_id(until) or len(chunk) < REPLAY_CHUNK:
-            break
-        start = f"({last}"
     return n
 
 
@@ -79,14 +112,19 @@ async def digest(redis: Redis, ks: Keyspace) -> str:
 
 
 async def rebuild_and_compare(
-    redis: Redis, prefix: str, partition: int, view: str = "verify", rules: FoldRules = DEFAULT_RULES
+    redis: Redis,
+    prefix: str,
+    partition: int,
+    view: str = "verify",
+    rules: FoldRules = DEFAULT_RULES,
+    archive: Archive | None = None,
 ) -> tuple[str, str, int]:
     """Replay the partition up to the live checkpoint into `view`; return (live digest, rebuilt digest, entries)."""
     live = Keyspace(prefix, partition)
     target = live.rebuild_view(view)
     await drop_view(redis, target)
     until = await read_checkpoint(redis, live)
-    n = await replay(redis, live, target, until=until, rules=rules)
+    n = await replay(redis, live, target, until=until, rules=rules, archive=archive)
     live_digest = await digest(redis, live)
     rebuilt_digest = await digest(redis, target)
     await drop_view(redis, target)
