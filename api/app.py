@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
+from ingest.archive import Archive
 from ingest.http import IngestFastPath
 from ingest.http import build_router as build_ingest_router
-from ingest.archive import Archive
 from ingest.log import EventLog
 from ingest.receive import Receiver
 from ingest.redis_client import connect_redis
