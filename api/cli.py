@@ -326,8 +326,75 @@ class _CountingReads:
         return getattr(self._client, name)
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    """Archive every partition's (or one's) old log days now, with progress; what the fold workers also do
+    every `STREAMFOLD_ARCHIVE_INTERVAL_SECONDS`."""
+    from ingest.archive import Archive
+    from projections.fold.archiver import archive_partition
+
+    from .console import job_progress
+
+    settings = _connected(args)
+    after = args.after_days if args.after_days is not None else settings.archive_after_days
+    if after < 1:
+        raise UsageError("nothing to archive: give --after-days N (≥ 1) or set STREAMFOLD_ARCHIVE_AFTER_DAYS")
+    if args.partition is not None and not 0 <= args.partition < settings.partitions:
+        raise UsageError(f"--partition {args.partition}: outside 0..{settings.partitions - 1}")
+    parts = [args.partition] if args.partition is not None else list(range(settings.partitions))
+    archive = Archive(settings.archive_root)
+
+    async def run(_reg: Any, redis_client: Any) -> tuple[int, int]:
+        days = events = 0
+        with job_progress() as progress:
+            bar = progress.task("archived", total=None, unit="events")
+            for p in parts:
+                done = await archive_partition(
+                    redis_client, settings.key_prefix, p, archive, after, on_day=lambda _e, n: bar.advance(n)
+                )
+                days, events = days + done.days, events + done.events
+        return days, events
+
+    days, events = _run(settings, run)
+    print(f"archived {days} partition-days ({events} events) to {settings.archive_root}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a workspace's events to a Parquet or JSON-lines file, with progress."""
+    from api.export import ExportQuery, export_to_file
+    from api.routers.events import parse_when
+    from ingest.archive import Archive
+
+    from .console import job_progress
+
+    settings = _connected(args)
+    since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: no directory {out.parent}")
+
+    async def run(reg: WorkspaceRegistry, redis_client: Any) -> int:
+        ws = await reg.find_workspace(args.workspace)
+        with job_progress() as progress:
+            bar = progress.task("exported", total=None, unit="events")
+            return await export_to_file(
+                redis_client,
+                settings,
+                Archive(settings.archive_root),
+                ExportQuery(ws.id, since, until),
+                out,
+                args.format,
+                on_rows=bar.advance,
+            )
+
+    n = _run(settings, run)
+    print(f"exported {n} events to {out}")
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from ingest import keys as log_keys
+    from ingest.archive import Archive
     from projections.fold.rebuild import rebuild_and_compare
     from projections.fold.rules import FoldRules
 
@@ -359,6 +426,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                     settings.key_prefix,
                     p,
                     rules=FoldRules.of(settings),
+                    archive=Archive(settings.archive_root),
                 )
                 progress.remove(bar)
                 if n or live != rebuilt:
@@ -829,6 +897,23 @@ def build_parser() -> argparse.ArgumentParser:
     kl.add_argument("--json", action="store_true", help="print one JSON object")
     kr = _command(k, "revoke", cmd_key_revoke, "revoke a key")
     kr.add_argument("key", help="the key, as `key create` or `workspace create` printed it")
+
+    a = _command(
+        sub, "archive", cmd_archive, "move whole log days past the archive horizon to Parquet files now"
+    )
+    a.add_argument("--partition", type=int, metavar="P", help="only this partition (default: all)")
+    a.add_argument(
+        "--after-days",
+        type=int,
+        metavar="N",
+        help="archive log days at least N days old (default: STREAMFOLD_ARCHIVE_AFTER_DAYS)",
+    )
+    x = _command(sub, "export", cmd_export, "write a workspace's events (archive + live log) to a file")
+    x.add_argument("--workspace", required=True, help="workspace name or id")
+    x.add_argument("--since", metavar="WHEN", help="events at or after this ISO 8601 date or date-time")
+    x.add_argument("--until", metavar="WHEN", help="events at or before this ISO 8601 date or date-time")
+    x.add_argument("--format", choices=["parquet", "jsonl"], default="parquet", help="default parquet")
+    x.add_argument("--out", required=True, metavar="PATH", help="the file to write")
 
     r = _command(sub, "rebuild", cmd_rebuild, "replay the log into a fresh namespace and compare digests")
     r.add_argument("--partition", type=int, metavar="P", help="only this partition (default: all)")
