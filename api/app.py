@@ -24,7 +24,7 @@ from . import __version__, errors, openapi
 from .deps import Services
 from .health import unready_reason
 from .ratelimit import RateLimiter
-from .routers import admin, attribution, contacts, dashboard, events, export, status, tracker
+from .routers import admin, attribution, contacts, dashboard, deletions, events, export, status, tracker
 
 
 def connect(settings: Settings) -> Redis:
@@ -85,6 +85,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(export.router)
     app.include_router(contacts.contacts_router)
+    app.include_router(deletions.router)
     app.include_router(contacts.companies_router)
     app.include_router(admin.router)
     app.include_router(tracker.router)

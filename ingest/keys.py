@@ -44,3 +44,24 @@ def workspace_keys(prefix: str, workspace_id: str) -> str:
 def email_signing_secrets(prefix: str, workspace_id: str) -> str:
     """HASH provider (`sendgrid`, `mailgun`) → the secret its webhooks are verified with."""
     return f"{prefix}:ws:{workspace_id}:email-signing"
+
+
+def suppressions(prefix: str, workspace_id: str) -> str:
+    """HASH identifier hash → JSON {kind, deletion_id, at}: identifiers of forgotten people, suppressed at ingest."""
+    return f"{prefix}:ws:{workspace_id}:suppressed"
+
+
+def suppressed_events(prefix: str, workspace_id: str) -> str:
+    """STRING: how many events ingest dropped for carrying a suppressed identifier."""
+    return f"{prefix}:ws:{workspace_id}:suppressed:n"
+
+
+def deletions(prefix: str, workspace_id: str) -> str:
+    """HASH deletion id → JSON status (`ingest.deletions`): requests to forget a person and how they went."""
+    return f"{prefix}:ws:{workspace_id}:deletions"
+
+
+def log_rewrite(prefix: str, p: int) -> str:
+    """STREAM: a partition's log being copied with a forgotten person's events tombstoned, then renamed over the
+    log (`projections/fold/forget.py`)."""
+    return f"{prefix}:{{{p}}}:log:rewrite"

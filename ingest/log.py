@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from . import keys
 from .ids import event_id, ulid
-from .schema import SETTINGS, Event, decode_event_at, decode_events, encode_events
+from .schema import DELETION, SETTINGS, Event, decode_event_at, decode_events, encode_events
 from .settings import Settings
 
 PLAIN, ZSTD = b"1", b"2"  # versions of an entry's data
@@ -37,12 +37,13 @@ def entry_fields(workspace_id: str, events: list[Event]) -> dict[bytes, bytes]:
     return {F_WORKSPACE: workspace_id.encode(), F_VERSION: version, F_DATA: data}
 
 
-def settings_entry_fields(workspace_id: str, now_ms: int, **settings: int | None) -> dict[bytes, bytes]:
-    """The fields of an entry changing a workspace's fold settings: one `settings` event, marked as control."""
+def control_entry_fields(workspace_id: str, now_ms: int, kind: str, **properties: Any) -> dict[bytes, bytes]:
+    """The fields of a control entry (a change of settings, a deletion): one event of `kind`, marked as
+    control, which the fold applies in a transaction of its own."""
     u = ulid(now_ms)
     change = Event(
-        id=event_id(u), kind=SETTINGS, event=SETTINGS, message_id=f"settings:{u}", timestamp=now_ms,
-        received_at=now_ms, properties=dict(settings),
+        id=event_id(u), kind=kind, event=kind, message_id=f"{kind}:{u}", timestamp=now_ms, received_at=now_ms,
+        properties=dict(properties),
     )  # fmt: skip
     return {**entry_fields(workspace_id, [change]), F_CONTROL: b"1"}
 
@@ -83,7 +84,15 @@ class EventLog:
     async def append_settings(self, workspace_id: str, **settings: int | None) -> str:
         """Append a change of the workspace's fold settings (e.g. `retention_days`; None: back to the default):
         an entry of the log like any other, so the fold applies it in order and a rebuild the same way."""
-        fields = settings_entry_fields(workspace_id, time.time_ns() // 1_000_000, **settings)
+        return await self._append_control(workspace_id, SETTINGS, **settings)
+
+    async def append_deletion(self, workspace_id: str, **deletion: Any) -> str:
+        """Append the request to forget a person (`deletion_id`, `contact_id`, `suppress`): the fold forgets
+        them at this point of the log."""
+        return await self._append_control(workspace_id, DELETION, **deletion)
+
+    async def _append_control(self, workspace_id: str, kind: str, **properties: Any) -> str:
+        fields = control_entry_fields(workspace_id, time.time_ns() // 1_000_000, kind, **properties)
         reply = await self.redis.xadd(self.stream(workspace_id), fields)  # type: ignore[arg-type]
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 

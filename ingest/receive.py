@@ -23,6 +23,7 @@ from .nesting import MAX_NESTING, TOO_DEEP, nesting_exceeds, prune_too_deep, too
 from .normalize import MessageRejected, normalize
 from .schema import Event, WireBatch, WireMessage
 from .settings import Settings
+from .suppression import Suppressions
 from .workspaces import Workspace, WorkspaceRegistry
 
 _wire_message_decoder = msgspec.json.Decoder(WireMessage)
@@ -138,6 +139,13 @@ class Receiver:
         self.log = log
         self.settings = settings
         self.bodies = BodyReader(settings.max_request_bytes, settings.body_timeout_seconds)
+        self.suppressions = Suppressions(log.redis, settings.key_prefix)
+
+    async def store(self, workspace: Workspace, events: list[Event]) -> tuple[str | None, int]:
+        """Append a request's accepted events to the log, but those of forgotten people (suppressed, counted):
+        (entry id or None when nothing was left, how many were suppressed)."""
+        kept, suppressed = await self.suppressions.filter(workspace, events)
+        return (await self.log.append(workspace.id, kept) if kept else None), suppressed
 
     async def authenticate(self, key: str | None, origin: str | None) -> Workspace:
         """The workspace a write key opens to a request from `origin` (None: not from a browser)."""
@@ -264,7 +272,7 @@ class Receiver:
             if all(r.code == "event_too_large" for r in rejected):
                 raise BatchTooLarge(rejected)
             raise BatchRejected(rejected)
-        entry_id = await self.log.append(workspace.id, events) if events else None
+        entry_id, _ = await self.store(workspace, events) if events else (None, 0)
         return Receipt(workspace=workspace, accepted=len(events), entry_id=entry_id, rejected=rejected)
 
 

@@ -89,6 +89,10 @@ class Event(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
 EVENT_KINDS = ("track", "page", "screen")  # kinds that are "events" in the Events API (not identity calls)
 CRM_CONTACT, CRM_COMPANY = "crm_contact", "crm_company"  # CRM upserts: identity records, not listed events
 SETTINGS = "settings"  # a workspace's fold settings (`properties`: retention_days), written by `EventLog.append_settings`
+DELETION = "deletion"  # forget a person (`properties`: deletion_id, contact_id, suppress): `EventLog.append_deletion`
+DELETED = (
+    "deleted"  # what a forgotten person's event became in the log: its id, times and messageId, nothing else
+)
 
 _event_list_encoder = msgspec.msgpack.Encoder()
 _event_list_decoder = msgspec.msgpack.Decoder(list[Event])

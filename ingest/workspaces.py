@@ -31,6 +31,7 @@ class Workspace:
     timezone: str = "UTC"
     disabled: bool = False
     allowed_origins: tuple[str, ...] = ()  # empty = any origin may post events
+    suppressions: int = 0  # identifiers of forgotten people whose events are dropped at ingest
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,7 @@ class WorkspaceRegistry:
             timezone=d.get("timezone", "UTC"),
             disabled=d.get("disabled", "0") == "1",
             allowed_origins=origins,
+            suppressions=int(d.get("suppressions", "0")),
         )
 
     async def find_workspace(self, name_or_id: str) -> Workspace:

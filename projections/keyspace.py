@@ -30,6 +30,11 @@ def workspace_base(ks: Keyspace, workspace: str) -> str:
     return f"{ks.base}:w:{workspace}"
 
 
+def workspace_keys(ks: Keyspace, workspace: str) -> str:
+    """Every projection key of one workspace (a pattern)."""
+    return f"{workspace_base(ks, workspace)}:*"
+
+
 def workspace_pattern(ks: Keyspace) -> str:
     """Every workspace projection key of the view (digests, re-folds)."""
     return f"{ks.base}:w:*"

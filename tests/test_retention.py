@@ -9,7 +9,8 @@ import time
 import msgspec
 
 from ingest import keys as log_keys
-from ingest.log import EventLog, entry_fields, settings_entry_fields
+from ingest.log import EventLog, control_entry_fields, entry_fields
+from ingest.schema import SETTINGS
 from projections.events import keys as event_keys
 from projections.fold.fold import fold_entries
 from projections.fold.rebuild import digest, rebuild_and_compare
@@ -45,7 +46,7 @@ async def append_days(redis, settings, workspace, days: int, per_day: int, *, en
 async def append_settings_at(redis, settings, workspace, ms: int, **change: int | None) -> None:
     """A change of settings appended at log time `ms` (as `EventLog.append_settings` would at that moment)."""
     ks = keyspace(settings, workspace)
-    fields = settings_entry_fields(workspace.id, ms, **change)
+    fields = control_entry_fields(workspace.id, ms, SETTINGS, **change)
     await redis.xadd(log_keys.log(settings.key_prefix, ks.partition), fields, id=f"{ms}-1")
 
 

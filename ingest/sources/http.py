@@ -97,7 +97,7 @@ async def crm_sync(request: Request) -> Response:
                 f"every record was rejected; {first.list}[{first.index}].{first.field}: {first.reason}",
                 details=rejected,
             )
-        await receiver.log.append(workspace.id, plan.events)
+        await receiver.store(workspace, plan.events)
     except StreamfoldError as exc:
         return failed(exc, sent)
     except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -142,7 +142,7 @@ async def email_webhook(provider: str, request: Request) -> Response:
             raise InvalidRequest(
                 f"every event was rejected; [{first.index}].{first.field}: {first.reason}", details=rejected
             )
-        await receiver.log.append(workspace.id, plan.events)
+        await receiver.store(workspace, plan.events)
     except StreamfoldError as exc:
         return failed(exc, sent)
     except (RedisConnectionError, RedisTimeoutError) as exc:

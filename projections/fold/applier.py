@@ -37,6 +37,7 @@ from ..scripts import Script
 from . import keys
 from .archiver import archive_partition
 from .fold import GROUP, Fence, fold_entries
+from .forget import forget, pending_jobs
 from .rules import DEFAULT_RULES, FoldRules
 
 log = logging.getLogger("streamfold.applier")
@@ -182,13 +183,28 @@ class PartitionOwner:
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
         for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
-            await fold_entries(
+            result = await fold_entries(
                 self.redis,
                 self.ks,
                 chunk,
                 fence=self.fence,
                 rules=self.applier.rules,
                 archive=self.applier.archive,
+            )
+            if result.deletions:
+                await self.forget_pending()
+
+    async def forget_pending(self) -> None:
+        """Run the partition's requests to forget a person to their end (the fold waits: the workspace is folded
+        again from the rewritten log up to the checkpoint, which must not move meanwhile)."""
+        for job in await pending_jobs(self.redis, self.ks):
+            await forget(
+                self.redis,
+                self.ks,
+                job,
+                archive=self.applier.archive,
+                rules=self.applier.rules,
+                fence=self.fence,
             )
 
     def _archive_when_due(self) -> None:
@@ -247,6 +263,7 @@ class PartitionOwner:
             self.redis, self.ks, self.applier.rules, archive=self.applier.archive, fence=self.fence
         )
         await self.drain_pending()
+        await self.forget_pending()  # a deletion a crashed owner left half done
         sub = self.applier.broker.subscriber(
             stream=StreamSub(
                 log_keys.log(s.key_prefix, self.partition),

@@ -12,6 +12,7 @@ change of settings at the same point of the log.
 from __future__ import annotations
 
 import gc
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from redis.exceptions import WatchError
 from ingest import keys as log_keys
 from ingest.archive import Archive
 from ingest.log import F_CONTROL, F_DATA, F_VERSION, F_WORKSPACE, entry_events
-from ingest.schema import SETTINGS, Event
+from ingest.schema import DELETION, SETTINGS, Event
 
 from .. import counters, events, identity, touchpoints
 from ..errors import FenceLost, PoisonEntry
@@ -53,6 +54,7 @@ class FoldResult:
     applied_events: int
     duplicates: int
     dead_letters: int
+    deletions: int = 0  # requests to forget a person folded (their work is `forget.py`'s)
 
 
 def decode_entry(fields: dict[bytes, bytes]) -> tuple[str, list[Event]]:
@@ -93,8 +95,10 @@ async def fold_entries(
     ack_group: str | None = GROUP,
     rules: FoldRules = DEFAULT_RULES,
     archive: Archive | None = None,
+    only: str | None = None,
 ) -> FoldResult:
     """Apply `entries` (log order) exactly once. Raises `FenceLost` if another applier owns the partition.
+    With `only`, the events of other workspaces are passed over (a workspace folded again on its own).
 
     An entry of settings is a transaction of its own: the entries before it fold under the settings before it,
     the change takes effect with it, and no batching can fold an event on the other side of it. Likewise each
@@ -119,7 +123,7 @@ async def fold_entries(
     with _collector_paused():
         for segment in segments:
             part = await _fold(
-                redis, ks, segment, fence=fence, ack_group=ack_group, rules=rules, archive=archive
+                redis, ks, segment, fence=fence, ack_group=ack_group, rules=rules, archive=archive, only=only
             )
             result = FoldResult(
                 part.checkpoint or result.checkpoint,
@@ -127,6 +131,7 @@ async def fold_entries(
                 result.applied_events + part.applied_events,
                 result.duplicates + part.duplicates,
                 result.dead_letters + part.dead_letters,
+                result.deletions + part.deletions,
             )
     return result
 
@@ -198,6 +203,7 @@ async def _fold(
     ack_group: str | None,
     rules: FoldRules,
     archive: Archive | None,
+    only: str | None = None,
 ) -> FoldResult:
     ckpt = await read_checkpoint(redis, ks)
     after = stream_id(ckpt) if ckpt else (-1, -1)
@@ -207,6 +213,8 @@ async def _fold(
     by_ws: dict[str, list[Located]] = defaultdict(list)
     poison: list[tuple[str, dict[bytes, bytes], str]] = []
     for eid, fields in fresh_entries:
+        if only is not None and fields.get(F_WORKSPACE) != only.encode():
+            continue
         entry_id = eid.decode() if isinstance(eid, bytes) else eid
         try:
             ws, decoded = decode_entry(fields)
@@ -229,9 +237,25 @@ async def _fold(
         last = max(all_ids, key=stream_id)
         last_s = last.decode() if isinstance(last, bytes) else last
         new_ckpt = last_s if stream_id(last_s) > after else ckpt
+    deletions = _queue_deletions(ks, u, batch)
     await _commit(redis, ks, u, poison, new_ckpt, all_ids, fence=fence, ack_group=ack_group)
     applied = sum(len(locs) for locs in batch.values())
-    return FoldResult(new_ckpt, len(fresh_entries), applied, duplicates, len(poison))
+    return FoldResult(new_ckpt, len(fresh_entries), applied, duplicates, len(poison), deletions)
+
+
+def _queue_deletions(ks: Keyspace, u: Updates, batch: dict[str, list[Located]]) -> int:
+    """Requests to forget a person become jobs of the live view's partition, committed with the batch (a rebuild
+    view only folds them: its log is already the rewritten one)."""
+    n = 0
+    for ws, located in batch.items():
+        for loc in located:
+            if loc.event.kind != DELETION or ks.view:
+                continue
+            p = loc.event.properties
+            job = {"workspace": ws, "entry_id": loc.entry_id, "step": "identify", **p}
+            u.hset[keys.forgetting(ks)][str(p.get("deletion_id"))] = json.dumps(job)
+            n += 1
+    return n
 
 
 async def _apply(

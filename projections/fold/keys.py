@@ -56,3 +56,9 @@ def expired_day(ks: Keyspace) -> str:
     """STRING: the log day (days since the epoch) up to which every workspace of the partition has had its old
     events expired."""
     return f"{ks.base}:expired"
+
+
+def forgetting(ks: Keyspace) -> str:
+    """HASH deletion id → JSON job: people the partition's fold has been asked to forget and has not finished
+    forgetting (`forget.py` resumes them)."""
+    return f"{ks.base}:forget"

@@ -23,7 +23,7 @@ from .rules import DEFAULT_RULES, FoldRules
 REPLAY_CHUNK = 500
 
 
-async def _log_chunks(
+async def log_chunks(
     redis: Redis, source: Keyspace, until: str, archive: Archive | None
 ) -> AsyncIterator[list[tuple[Any, dict[bytes, bytes]]]]:
     """The partition's log up to `until` (inclusive) in chunks, in log order: its archived entries, then the
@@ -69,7 +69,7 @@ async def replay(
     if until is None:
         return 0
     n = 0
-    async for chunk in _log_chunks(redis, source, until, archive):
+    async for chunk in log_chunks(redis, source, until, archive):
         await fold_entries(redis, target, chunk, fence=None, ack_group=None, rules=rules, archive=archive)
         n += len(chunk)
     return n

@@ -165,3 +165,16 @@ async def read_company_contact_ids(
             pipe.zrange(keys.company_members(ks, workspace, d), 0, -1, withscores=True)
     members = {m.decode(): score for reply in await pipe.execute() for m, score in reply}
     return sorted(members, key=lambda cid: (members[cid], cid))
+
+
+async def read_merge_group(redis: Redis, ks: Keyspace, workspace: str, contact_id: str) -> list[ContactDoc]:
+    """A contact's survivor (if it was merged away) and every contact merged into that survivor: all the
+    documents of one person. Empty when the contact is unknown."""
+    people = await read_people(redis, ks, workspace, [contact_id])
+    if contact_id not in people:
+        return []
+    survivor = people[contact_id].contact
+    merged = (
+        await redis.hmget(keys.contacts(ks, workspace), survivor.merged_ids) if survivor.merged_ids else []
+    )
+    return [survivor, *(decode_contact(raw) for raw in merged if raw is not None)]
