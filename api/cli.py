@@ -326,6 +326,39 @@ class _CountingReads:
         return getattr(self._client, name)
 
 
+def cmd_contact_delete(args: argparse.Namespace) -> int:
+    """Ask the fold to forget a contact; with --wait, until it is done."""
+    from ingest import keys as log_keys
+    from ingest.deletions import DeletionRequests
+    from ingest.log import EventLog
+    from projections.identity import read_people
+    from projections.keyspace import Keyspace
+
+    settings = _connected(args)
+
+    async def run(reg: WorkspaceRegistry, redis_client: Any) -> dict[str, Any]:
+        ws = await reg.find_workspace(args.workspace)
+        ks = Keyspace(settings.key_prefix, log_keys.partition_of(ws.id, settings.partitions))
+        found = await read_people(redis_client, ks, ws.id, [args.contact_id])
+        if args.contact_id not in found:
+            raise NotFound(f"contact {args.contact_id!r} not found in workspace {ws.name}")
+        requests = DeletionRequests(redis_client, settings.key_prefix)
+        deletion_id = await requests.request(
+            EventLog(redis_client, settings),
+            ws.id,
+            found[args.contact_id].contact.id,
+            suppress=not args.no_suppress,
+        )
+        status = await requests.status(ws.id, deletion_id)
+        while args.wait and status["status"] != "done":
+            await asyncio.sleep(0.2)
+            status = await requests.status(ws.id, deletion_id)
+        return status
+
+    print(json.dumps(_run(settings, run), indent=2))
+    return 0
+
+
 def cmd_archive(args: argparse.Namespace) -> int:
     """Archive every partition's (or one's) old log days now, with progress; what the fold workers also do
     every `STREAMFOLD_ARCHIVE_INTERVAL_SECONDS`."""
@@ -897,6 +930,15 @@ def build_parser() -> argparse.ArgumentParser:
     kl.add_argument("--json", action="store_true", help="print one JSON object")
     kr = _command(k, "revoke", cmd_key_revoke, "revoke a key")
     kr.add_argument("key", help="the key, as `key create` or `workspace create` printed it")
+
+    c = _group(sub, "contact", "contacts: forget one")
+    cd = _command(c, "delete", cmd_contact_delete, "forget a contact: projections, log, archive; suppress it")
+    cd.add_argument("workspace", help="workspace name or id")
+    cd.add_argument("contact_id", help="the contact (ct_…); a merged one forgets its whole merge group")
+    cd.add_argument(
+        "--no-suppress", action="store_true", help="do not drop later events carrying their identifiers"
+    )
+    cd.add_argument("--wait", action="store_true", help="wait until the deletion is done (a fold must run)")
 
     a = _command(
         sub, "archive", cmd_archive, "move whole log days past the archive horizon to Parquet files now"

@@ -249,3 +249,33 @@ async def test_a_fold_killed_mid_deletion_finishes_it_once(redis, settings):
     live, rebuilt, _ = await rebuild_and_compare(redis, settings.key_prefix, ks.partition)
     assert live == rebuilt
     assert not await redis.zscore(f"{ks.base}:w:{ws.id}:ct:ix", contact)
+
+
+async def test_the_cli_asks_for_a_deletion_and_refuses_an_unknown_contact(
+    client, redis, settings, folded, capsys
+):
+    from api.cli import main as cli_main
+
+    ws = await new_workspace(settings, redis)
+    auth = (ws.write_key, "")
+    assert (
+        await client.post("/v1/identify", json=m("identify", 10, userId="u-x"), auth=auth)
+    ).status_code == 200
+    await folded()
+    h = {"Authorization": f"Bearer {ws.read_key}"}
+    (contact,) = (await client.get("/v1/contacts", headers=h)).json()["contacts"]
+    base = [
+        "--redis-url",
+        settings.redis_url,
+        "--key-prefix",
+        settings.key_prefix,
+        "--partitions",
+        str(settings.partitions),
+    ]
+    assert await asyncio.to_thread(cli_main, ["contact", "delete", *base, ws.id, "ct_nobody"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert (
+        await asyncio.to_thread(cli_main, ["contact", "delete", *base, ws.id, contact["_id"], "--wait"]) == 0
+    )
+    assert '"status": "done"' in capsys.readouterr().out
+    assert (await client.get(f"/v1/contacts/{contact['_id']}", headers=h)).status_code == 404
