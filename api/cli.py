@@ -331,7 +331,8 @@ def cmd_contact_delete(args: argparse.Namespace) -> int:
     from ingest import keys as log_keys
     from ingest.deletions import DeletionRequests
     from ingest.log import EventLog
-    from projections.identity import read_people
+    from ingest.suppression import hash_kinds
+    from projections.identity import identifiers_of_people, read_merge_group
     from projections.keyspace import Keyspace
 
     settings = _connected(args)
@@ -339,15 +340,16 @@ def cmd_contact_delete(args: argparse.Namespace) -> int:
     async def run(reg: WorkspaceRegistry, redis_client: Any) -> dict[str, Any]:
         ws = await reg.find_workspace(args.workspace)
         ks = Keyspace(settings.key_prefix, log_keys.partition_of(ws.id, settings.partitions))
-        found = await read_people(redis_client, ks, ws.id, [args.contact_id])
-        if args.contact_id not in found:
+        people = await read_merge_group(redis_client, ks, ws.id, args.contact_id)
+        if not people:
             raise NotFound(f"contact {args.contact_id!r} not found in workspace {ws.name}")
         requests = DeletionRequests(redis_client, settings.key_prefix)
         deletion_id = await requests.request(
             EventLog(redis_client, settings),
             ws.id,
-            found[args.contact_id].contact.id,
+            people[0].id,
             suppress=not args.no_suppress,
+            hashes=hash_kinds(ws.id, identifiers_of_people(people)),
         )
         status = await requests.status(ws.id, deletion_id)
         while args.wait and status["status"] != "done":

@@ -14,6 +14,7 @@ from . import keys
 from .errors import NotFound
 from .ids import ulid
 from .log import EventLog
+from .suppression import Suppressions
 
 
 class DeletionRequests:
@@ -21,11 +22,17 @@ class DeletionRequests:
         self.redis = redis
         self.prefix = prefix
 
-    async def request(self, log: EventLog, workspace_id: str, contact_id: str, *, suppress: bool) -> str:
-        """Record the request and append it to the log; returns its id."""
+    async def request(
+        self, log: EventLog, workspace_id: str, contact_id: str, *, suppress: bool, hashes: dict[str, str]
+    ) -> str:
+        """Record the request, suppress the person's identifiers (`hashes`: hash → kind) at once if asked, so
+        nothing of theirs is stored while the fold forgets them, and append the request to the log; returns its
+        id."""
         deletion_id = f"del_{ulid().lower()}"
         status = {"status": "pending", "contact_id": contact_id, "suppress": suppress, "requested_at": _now()}
         await self.redis.hset(keys.deletions(self.prefix, workspace_id), deletion_id, json.dumps(status))
+        if suppress:
+            await Suppressions(self.redis, self.prefix).add(workspace_id, hashes, deletion_id)
         await log.append_deletion(
             workspace_id, deletion_id=deletion_id, contact_id=contact_id, suppress=suppress
         )

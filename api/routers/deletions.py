@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 
 from ingest.deletions import DeletionRequests
 from ingest.errors import NotFound
-from ingest.suppression import Suppressions
-from projections.identity import read_people
+from ingest.suppression import Suppressions, hash_kinds
+from projections.identity import identifiers_of_people, read_merge_group
 
 from ..deps import AdminTenant, ServicesDep
 
@@ -32,12 +32,17 @@ async def delete_contact(
     """Forget the contact — and, when it was merged, the survivor and every contact merged into it: their
     events leave every projection, the log and the archive; with `suppress`, later events carrying one of
     their identifiers are dropped at ingest. Answers at once; `GET /v1/deletions/{deletion_id}` follows it."""
-    found = await read_people(services.redis, tenant.ks, tenant.id, [contact_id])
-    if contact_id not in found:
+    people = await read_merge_group(services.redis, tenant.ks, tenant.id, contact_id)
+    if not people:
         raise NotFound(f"contact {contact_id!r} not found", details={"contact_id": contact_id})
     deletion_id = await DeletionRequests(services.redis, services.settings.key_prefix).request(
-        services.log, tenant.id, found[contact_id].contact.id, suppress=suppress
+        services.log,
+        tenant.id,
+        people[0].id,
+        suppress=suppress,
+        hashes=hash_kinds(tenant.id, identifiers_of_people(people)),
     )
+    services.registry.forget_cached()
     return JSONResponse({"status": "accepted", "deletion_id": deletion_id}, status_code=202)
 
 

@@ -121,13 +121,7 @@ async def forget(
 
 async def _identify(redis: Redis, ks: Keyspace, job: Job, **_: Any) -> None:
     docs = await identity.read_merge_group(redis, ks, job.workspace, job.contact_id)
-    idents: set[tuple[str, str]] = set()
-    for d in docs:
-        idents |= {("u", v) for v in d.user_ids} | {("a", v) for v in d.anonymous_ids}
-        idents |= {("e", v) for v in d.emails} | {("x", v) for v in d.external_ids}
-        if d.fields.get("email"):
-            idents.add(("e", str(d.fields["email"])))
-    job.hashes = hash_kinds(job.workspace, idents)
+    job.hashes = hash_kinds(job.workspace, identity.identifiers_of_people(docs))
     job.counts = {"contacts": len(docs), "identifiers": len(job.hashes)}
 
 

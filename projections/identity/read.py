@@ -178,3 +178,15 @@ async def read_merge_group(redis: Redis, ks: Keyspace, workspace: str, contact_i
         await redis.hmget(keys.contacts(ks, workspace), survivor.merged_ids) if survivor.merged_ids else []
     )
     return [survivor, *(decode_contact(raw) for raw in merged if raw is not None)]
+
+
+def identifiers_of_people(docs: list[ContactDoc]) -> set[tuple[str, str]]:
+    """Every (kind, value) the contacts are known by: user ids `u`, anonymous ids `a`, emails `e`, CRM ids `x`
+    (the kinds of `ingest.suppression`)."""
+    out: set[tuple[str, str]] = set()
+    for d in docs:
+        out |= {("u", v) for v in d.user_ids} | {("a", v) for v in d.anonymous_ids}
+        out |= {("e", v) for v in d.emails} | {("x", v) for v in d.external_ids}
+        if d.fields.get("email"):
+            out.add(("e", str(d.fields["email"])))
+    return out
