@@ -23,7 +23,7 @@ from projections.fold.applier import Applier
 from . import __version__, errors, openapi
 from .deps import Services
 from .health import unready_reason
-from .ratelimit import RateLimiter
+from .ratelimit import IngestLimiter, RateLimiter
 from .routers import admin, attribution, contacts, dashboard, deletions, events, export, status, tracker
 
 
@@ -57,7 +57,9 @@ def create_app(
             Archive(settings.archive_root),
         )
         app.state.services = services
-        app.state.receiver = Receiver(services.registry, services.log, settings)
+        app.state.receiver = Receiver(
+            services.registry, services.log, settings, IngestLimiter(redis, settings.key_prefix).admit
+        )
         applier = Applier(redis, settings) if run_appliers else None
         if applier is not None:
             await applier.start()

@@ -151,7 +151,10 @@ def cmd_workspace_create(args: argparse.Namespace) -> int:
 def cmd_workspace_list(args: argparse.Namespace) -> int:
     settings = _connected(args)
     for ws in _run(settings, lambda reg, _r: reg.list_workspaces()):
-        print(f"{ws.id}  name={ws.name}  timezone={ws.timezone}{'  (disabled)' if ws.disabled else ''}")
+        limits = f"  limits={_limits_text(ws)}" if ws.requests_per_second or ws.events_per_second else ""
+        print(
+            f"{ws.id}  name={ws.name}  timezone={ws.timezone}{limits}{'  (disabled)' if ws.disabled else ''}"
+        )
     return 0
 
 
@@ -192,6 +195,35 @@ def cmd_workspace_set_origins(args: argparse.Namespace) -> int:
 
     ws = _run(settings, run)
     print(f"{ws.id}  allowed origins: {' '.join(ws.allowed_origins) or 'any'}")
+    return 0
+
+
+def _limits_text(ws: Any) -> str:
+    shown = [
+        f"{rate} {what}/s"
+        for rate, what in ((ws.requests_per_second, "requests"), (ws.events_per_second, "events"))
+        if rate
+    ]
+    return ", ".join(shown) or "none"
+
+
+def cmd_workspace_set_limits(args: argparse.Namespace) -> int:
+    """Set a workspace's ingest limits: over one, ingest answers 429 with Retry-After and stores nothing."""
+    if args.requests_per_second is None and args.events_per_second is None:
+        raise UsageError("give --requests-per-second N and/or --events-per-second N (0 lifts a limit)")
+    settings = _connected(args)
+
+    async def run(reg: WorkspaceRegistry, _r: Any) -> Any:
+        ws = await reg.find_workspace(args.workspace)
+        return await reg.set_ingest_limits(
+            ws.id, requests_per_second=args.requests_per_second, events_per_second=args.events_per_second
+        )
+
+    ws = _run(settings, run)
+    print(
+        f"{ws.id}  ingest limits: {_limits_text(ws)} (every process applies them within "
+        f"{settings.key_cache_seconds:g}s)"
+    )
     return 0
 
 
@@ -884,6 +916,17 @@ def build_parser() -> argparse.ArgumentParser:
     wo.add_argument("workspace", help="workspace name or id")
     wo.add_argument("origins", nargs="*", help="e.g. https://www.example.com https://*.example.com")
     wo.add_argument("--any", action="store_true", help="allow any origin again")
+    wl = _command(
+        w,
+        "set-limits",
+        cmd_workspace_set_limits,
+        "limit how fast a workspace may send events (429 with Retry-After over it; default: no limit)",
+    )
+    wl.add_argument("workspace", help="workspace name or id")
+    wl.add_argument(
+        "--requests-per-second", type=int, metavar="N", help="ingest requests per second (0 = no limit)"
+    )
+    wl.add_argument("--events-per-second", type=int, metavar="N", help="events per second (0 = no limit)")
     ws_ = _command(
         w,
         "settings",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def rate_limit(prefix: str, name: str, workspace_id: str) -> str:
-    """ZSET of request times (ms) in the current sliding window, per limited API and workspace."""
+    """Per limited API and workspace: the attribution API's ZSET of request times (ms) in the current sliding
+    window; ingest's HASH of token-bucket levels."""
     return f"{prefix}:rl:{name}:{workspace_id}"
 
 

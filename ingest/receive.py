@@ -10,6 +10,7 @@ import contextlib
 import re
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,19 +132,30 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
-class Receiver:
-    """The write path shared by every HTTP receiver (Segment endpoints, beacon, short browser paths)."""
+Admission = Callable[[Workspace, int], Awaitable[None]]
+"""Admits a request of a workspace carrying n events, or raises `RateLimited` (storing nothing)."""
 
-    def __init__(self, registry: WorkspaceRegistry, log: EventLog, settings: Settings) -> None:
+
+class Receiver:
+    """The write path shared by every HTTP receiver (Segment endpoints, beacon, short browser paths, webhooks,
+    CRM syncs)."""
+
+    def __init__(
+        self, registry: WorkspaceRegistry, log: EventLog, settings: Settings, admit: Admission | None = None
+    ) -> None:
         self.registry = registry
         self.log = log
         self.settings = settings
         self.bodies = BodyReader(settings.max_request_bytes, settings.body_timeout_seconds)
         self.suppressions = Suppressions(log.redis, settings.key_prefix)
+        self.admit = admit
 
     async def store(self, workspace: Workspace, events: list[Event]) -> tuple[str | None, int]:
-        """Append a request's accepted events to the log, but those of forgotten people (suppressed, counted):
-        (entry id or None when nothing was left, how many were suppressed)."""
+        """Append a request's accepted events to the log — if the workspace's ingest limits admit it, else
+        `RateLimited` and nothing is stored — but those of forgotten people (suppressed, counted): (entry id or
+        None when nothing was left, how many were suppressed)."""
+        if self.admit is not None:
+            await self.admit(workspace, len(events))
         kept, suppressed = await self.suppressions.filter(workspace, events)
         return (await self.log.append(workspace.id, kept) if kept else None), suppressed
 

@@ -22,6 +22,7 @@ from .settings import Settings
 SCOPES = ("write", "crm:write", "events:read", "contacts:read", "attribution:read", "admin")
 WRITE_SCOPES = ("write", "crm:write")
 READ_SCOPES = ("events:read", "contacts:read", "attribution:read")
+MAX_INGEST_RATE = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class Workspace:
     disabled: bool = False
     allowed_origins: tuple[str, ...] = ()  # empty = any origin may post events
     suppressions: int = 0  # identifiers of forgotten people whose events are dropped at ingest
+    requests_per_second: int = 0  # ingest limits; 0 = no limit
+    events_per_second: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,8 @@ class WorkspaceRegistry:
             disabled=d.get("disabled", "0") == "1",
             allowed_origins=origins,
             suppressions=int(d.get("suppressions", "0")),
+            requests_per_second=int(d.get("requests_per_second", "0")),
+            events_per_second=int(d.get("events_per_second", "0")),
         )
 
     async def find_workspace(self, name_or_id: str) -> Workspace:
@@ -219,6 +224,25 @@ class WorkspaceRegistry:
         """Restrict which website origins may post events (an empty list allows any origin)."""
         normalized = " ".join(dict.fromkeys(normalize_origin(o) for o in origins))
         return await self.update_workspace(workspace_id, allowed_origins=normalized)
+
+    async def set_ingest_limits(
+        self, workspace_id: str, *, requests_per_second: int | None, events_per_second: int | None
+    ) -> Workspace:
+        """Limit how fast the workspace may send (0 lifts a limit, None leaves it): over a limit, ingest answers
+        429 with `Retry-After` and stores nothing of that request."""
+        fields = {}
+        for name, value in (
+            ("requests_per_second", requests_per_second),
+            ("events_per_second", events_per_second),
+        ):
+            if value is None:
+                continue
+            if not 0 <= value <= MAX_INGEST_RATE:
+                raise InvalidRequest(
+                    f"{name} must be 0 (no limit) to {MAX_INGEST_RATE}, got {value}", details={"field": name}
+                )
+            fields[name] = str(value)
+        return await self.update_workspace(workspace_id, **fields)
 
     def forget_cached(self) -> None:
         """Drop the cached grants, after a change to a workspace (this process sees it at once; others within
