@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -49,3 +50,14 @@ def stop_all(procs: list[subprocess.Popen[bytes]], server: object, data_dir: str
         p.wait(timeout=30)
     server.stop()  # type: ignore[attr-defined]
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def machine() -> str:
+    """This machine, as every result names it: host, cores, processor, Python."""
+    cpu = platform.processor() or platform.machine()
+    return f"{platform.node()} · {os.cpu_count()} vCPU · {cpu} · Python {platform.python_version()}"
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, recorded with every result (benchmarks want a quiet machine)."""
+    return [round(x, 2) for x in os.getloadavg()]

@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -29,7 +27,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import server_env, spawn, stop_all, wait_http  # noqa: E402
+from harness import load_average, machine, server_env, spawn, stop_all, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
@@ -169,7 +167,8 @@ async def run(n_events: int, per_batch: int, connections: int, fsync: str, worke
 
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} · {os.cpu_count()} vCPU · {platform.processor() or platform.machine()} · Python {platform.python_version()}",
+        "machine": machine(),
+        "load_average": load_average(),
         "events": n_events,
         "batch": per_batch,
         "connections": connections,
@@ -195,7 +194,7 @@ def write_results(r: dict) -> Path:
     md.write_text(
         f"""# Ingest benchmark — {r["date"]}
 
-Machine: {r["machine"]} (shared, noisy: read ratios, not absolutes).
+Machine: {r["machine"]}; load average {r["load_average"]} at the end (shared, noisy: read ratios, not absolutes).
 Data: {r["events"]:,} events (~{r["avg_event_json_bytes"]} bytes of JSON each), `/v1/batch` requests of {r["batch"]},
 {r["connections"]} keep-alive connections; `streamfold serve --no-fold --workers {r["http_workers"]}` + `streamfold fold`
 (all 16 partitions) on a private valkey-server, append-only file on, `appendfsync {r["appendfsync"]}`.

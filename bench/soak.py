@@ -22,8 +22,6 @@ import asyncio
 import base64
 import itertools
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -38,7 +36,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import server_env, spawn, stop_all, wait_http  # noqa: E402
+from harness import load_average, machine, server_env, spawn, stop_all, wait_http  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
@@ -239,7 +237,7 @@ async def soak(
                     "fold_lag_s": round(max(p.lag_seconds for p in lag), 2),
                     "writes": writes.take(),
                     "reads": reads.take(),
-                    "load": [round(x, 2) for x in os.getloadavg()],
+                    "load": load_average(),
                 }
             )
             s = samples[-1]
@@ -259,7 +257,7 @@ async def soak(
 
 
 async def run(minutes: float, capacity_events: int, reads_per_second: float) -> dict:
-    load_before = os.getloadavg()
+    load_before = load_average()
     tmp = tempfile.mkdtemp(prefix="sf-soak-")
     server = EmbeddedValkey(tmp, free_port(), appendonly=True, fsync="always")
     url = server.start()
@@ -294,9 +292,9 @@ async def run(minutes: float, capacity_events: int, reads_per_second: float) -> 
         stop_all(procs, server, tmp)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} · {os.cpu_count()} vCPU · {platform.processor() or platform.machine()} · Python {platform.python_version()}",
-        "load_before": [round(x, 2) for x in load_before],
-        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "machine": machine(),
+        "load_before": load_before,
+        "load_after": load_average(),
         "minutes": minutes,
         "capacity_events_per_s": round(capacity),
         "soak_events_per_s": round(0.7 * capacity),
