@@ -546,6 +546,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
     from projections.fold.applier import Applier
 
     from .logs import configure_logging
+    from .metrics import FoldMetrics
 
     settings = _connected(args)
     configure_logging(settings)
@@ -553,7 +554,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         redis_client = connect(settings)
-        applier = Applier(redis_client, settings)
+        applier = Applier(redis_client, settings, observer=FoldMetrics())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -717,11 +718,18 @@ def _serve_in_workers(settings: Settings, log_config: dict[str, Any], on_started
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .multiprocess import shared_metrics
+
+    settings = _settings(args)
+    with shared_metrics(settings.workers):  # before any process of this serve imports prometheus_client
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     from api.embedded import EmbeddedValkey
 
     from .logs import configure_logging
 
-    settings = _settings(args)
     log_config = configure_logging(settings)
     embedded = None
     try:

@@ -1,0 +1,17 @@
+"""What the appliers report as they fold: each committed batch's result and how long it took, by partition.
+
+The default observer reports nowhere; `serve` and `fold` give their `Applier` one that counts for Prometheus
+(`api.metrics`), so the fold never imports the metrics registry of the layer above it.
+"""
+
+from __future__ import annotations
+
+from .fold import FoldResult
+
+
+class FoldObserver:
+    """Called after every MULTI/EXEC an applier commits (one per chunk of a read batch)."""
+
+    def folded(self, partition: int, result: FoldResult, seconds: float) -> None:
+        """`result` counts the entries, events, duplicates and dead letters of the commit; `seconds` is the
+        wall time from reading the checkpoint to the commit's acknowledgement."""
