@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 from ingest import keys as log_keys
 from ingest.archive import Archive
 from ingest.ids import new_token
+from ingest.log import encoded_size
 from ingest.settings import Settings
 
 from ..errors import FenceLost
@@ -60,7 +61,7 @@ def chunk_entries(
     chunks: list[list[tuple[bytes, dict[bytes, bytes]]]] = [[]]
     size = 0
     for entry in entries:
-        n = len(entry[1].get(b"d", b""))
+        n = encoded_size(entry[1])  # not the compressed size: a zstd entry holds ~4-10x more events
         if chunks[-1] and size + n > max_bytes:
             chunks.append([])
             size = 0
