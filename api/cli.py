@@ -1013,6 +1013,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = _command(sub, "rebuild", cmd_rebuild, "replay the log into a fresh namespace and compare digests")
     r.add_argument("--partition", type=int, metavar="P", help="only this partition (default: all)")
     _command(sub, "digest", cmd_digest, "print each partition's projection digest")
+
+    from .cli_import import add_import_command
+
+    add_import_command(sub)
     return p
 
 

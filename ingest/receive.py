@@ -198,9 +198,11 @@ class Receiver:
         ip: str | None = None,
         user_agent: str | None = None,
         origin: str | None = None,
+        correct_skew: bool = True,
     ) -> Receipt:
         """Receive one request's body. `workspace` is given when the caller already authenticated a key sent
-        beside the body; otherwise the key is the body's `writeKey`."""
+        beside the body; otherwise the key is the body's `writeKey`. `correct_skew=False` keeps the messages'
+        timestamps as sent (an import of events corrected when they were first received)."""
         s = self.settings
         data = decompress(body, content_encoding, s.max_request_bytes)
         received_at = time.time_ns() // 1_000_000
@@ -278,6 +280,7 @@ class Receiver:
                         batch_context=batch_context,
                         request_ip=ip,
                         request_user_agent=user_agent,
+                        correct_skew=correct_skew,
                     )
                 )
             except msgspec.ValidationError as exc:
