@@ -1014,9 +1014,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--partition", type=int, metavar="P", help="only this partition (default: all)")
     _command(sub, "digest", cmd_digest, "print each partition's projection digest")
 
+    from .cli_dlq import add_dlq_commands
     from .cli_import import add_import_command
 
     add_import_command(sub)
+    add_dlq_commands(sub)
     return p
 
 

@@ -114,7 +114,9 @@ async def test_a_gzip_file_is_read_by_its_name_or_its_magic_bytes(
 async def test_bad_lines_are_reported_with_their_line_numbers_and_the_good_ones_kept(
     client, workspace, settings, folded, tmp_path
 ):
-    lines: list[str | dict] = [segment_line(i) for i in range(6)]  # track, page, identify, track, page, identify
+    lines: list[str | dict] = [
+        segment_line(i) for i in range(6)
+    ]  # track, page, identify, track, page, identify
     lines[1] = '{"type": "page", "anonymousId": "a", broken'  # line 2: not JSON
     lines[3] = {"type": "track", "event": "No One", "messageId": "x"}  # line 4: nobody
     lines.insert(5, "")  # a blank line is no message, but still a line
@@ -129,7 +131,9 @@ async def test_bad_lines_are_reported_with_their_line_numbers_and_the_good_ones_
     assert "not valid JSON" in report[0] and "userId" in report[1]
     assert "32768" in report[2] and "object" in report[3]
     await folded()
-    assert await count(client, workspace) == 2  # the track of line 1, the page of line 5 (identifies: not listed)
+    assert (
+        await count(client, workspace) == 2
+    )  # the track of line 1, the page of line 5 (identifies: not listed)
 
 
 async def test_lines_without_a_message_id_get_one_from_their_content(
