@@ -608,7 +608,7 @@ def _banner(settings: Settings, demo: dict[str, Any] | None) -> str:
         f"  API         {base}",
         f"  OpenAPI     {base}/docs  ({base}/openapi.json)",
         f"  tracker.js  {base}/tracker.js",
-        f"  health      {base}/healthz  {base}/readyz",
+        f"  health      {base}/healthz  {base}/readyz  {base}/metrics",
         f"  Redis       {redacted(settings.redis_url)}",
         f"  folding     {fold}",
     ]

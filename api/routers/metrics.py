@@ -2,8 +2,7 @@
 and the fold lag and dead letters of every partition, read from Redis at scrape time.
 
 No key: it is meant for a Prometheus inside the network, like `/healthz`. It shows operational numbers only
-(no workspace, event or key), but keep it off the public internet (route only `/v1`, `/beacon`, `/tracker.js`
-through the edge).
+(no workspace, event or key), but keep it off the public internet (no route to it from a public load balancer).
 """
 
 from __future__ import annotations
