@@ -1,14 +1,14 @@
 """Prometheus metrics: the one registry every part of a process counts into, and its exposition for `/metrics`.
 
 Counted as things happen: HTTP latency per route template (`RequestMetrics`, an ASGI middleware), ingest requests
-and events by source (`IngestMetrics`, the `Receiver`'s observer), folded batches (`FoldMetrics`, the appliers'
-observer). Read at scrape time: fold lag and dead letters per partition (`exposition`, from
-`projections.fold.progress.read_fold_lag`). With `serve --workers N`, every process (HTTP workers and the fold
-child) writes its values to files in `PROMETHEUS_MULTIPROC_DIR`, and whichever worker is scraped sums them.
+and events by source (`IngestMetrics`, the `Receiver`'s observer), folded batches and archived log days
+(`FoldMetrics`, the appliers' observer). Read at scrape time: fold lag and dead letters per partition
+(`exposition`, from `projections.fold.progress.read_fold_lag`). With `serve --workers N`, every process (HTTP
+workers and the fold child) writes its values to files in `PROMETHEUS_MULTIPROC_DIR`, and whichever worker is
+scraped sums them.
 
-Long jobs count here too: `ARCHIVED_ENTRIES` and `EXPORTED_EVENTS` are the hooks for `streamfold archive` /
-`export` (`ARCHIVED_ENTRIES.labels(partition=str(p)).inc(n)` after each verified file, `EXPORTED_EVENTS.inc(n)`
-per written chunk). A job's counts reach `/metrics` when it runs inside a serving process, or shares its
+Long jobs count here too: `EXPORTED_EVENTS` is the hook for `streamfold export` (`EXPORTED_EVENTS.inc(n)` per
+written chunk). A job's counts reach `/metrics` when it runs inside a serving process, or shares its
 `PROMETHEUS_MULTIPROC_DIR`.
 """
 
@@ -99,11 +99,17 @@ FOLD_BATCH_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
-ARCHIVED_ENTRIES = Counter(
-    "streamfold_archive_entries",
-    "Log entries written to verified archive files (hook for `streamfold archive`).",
+ARCHIVED_DAYS = Counter(
+    "streamfold_archive_days",
+    "Log days written to verified archive files and trimmed from the log.",
     ["partition"],
     registry=REGISTRY,
+)
+ARCHIVED_ENTRIES = Counter(
+    "streamfold_archive_entries", "Log entries moved to the archive.", ["partition"], registry=REGISTRY
+)
+ARCHIVED_EVENTS = Counter(
+    "streamfold_archive_events", "Events moved to the archive.", ["partition"], registry=REGISTRY
 )
 EXPORTED_EVENTS = Counter(
     "streamfold_export_events", "Events written by exports (hook for `streamfold export`).", registry=REGISTRY
@@ -221,7 +227,7 @@ class IngestMetrics(IngestObserver):
 
 
 class FoldMetrics(FoldObserver):
-    """Counts every committed fold batch (a few per second at most: straight into children bound per partition)."""
+    """Counts every committed fold batch and archived day (a few per second at most: straight into children)."""
 
     def __init__(self) -> None:
         self._children: dict[int, tuple[Any, Any, Any]] = {}
@@ -241,6 +247,12 @@ class FoldMetrics(FoldObserver):
         if result.duplicates:
             duplicates.inc(result.duplicates)
         FOLD_BATCH_DURATION.observe(seconds)
+
+    def archived(self, partition: int, entries: int, events: int) -> None:
+        p = str(partition)
+        ARCHIVED_DAYS.labels(p).inc()
+        ARCHIVED_ENTRIES.labels(p).inc(entries)
+        ARCHIVED_EVENTS.labels(p).inc(events)
 
 
 class _RouteMetrics:

@@ -6,6 +6,7 @@ Counters live for the whole test process, so every test compares a scrape after 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import signal
@@ -273,3 +274,36 @@ async def test_serve_with_two_workers_sums_the_counters_of_every_process(
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def local_scrape() -> Scrape:
+    from api.metrics import exposition
+
+    return Scrape(exposition(None)[0].decode())
+
+
+async def test_archived_days_entries_and_events_are_counted_per_partition(
+    settings, redis, workspace, tmp_path
+):
+    from .test_archive import append_days, keyspace
+
+    archiving = settings.with_(
+        archive_dir=str(tmp_path / "archive"), archive_after_days=4, archive_interval_seconds=0.05
+    )
+    await append_days(redis, archiving, workspace, 10, end_ms=time.time_ns() // 1_000_000)
+    p = keyspace(archiving, workspace).partition
+    stream = log_keys.log(settings.key_prefix, p)
+    before = local_scrape()
+    applier = Applier(redis, archiving, observer=FoldMetrics())
+    await applier.start()
+    try:
+        deadline = time.monotonic() + 60
+        while await redis.xlen(stream) > 10:  # five days of two entries each leave the log
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)  # sleep-ok: the archive runs between lease renewals
+    finally:
+        await applier.stop()
+    after = local_scrape()
+    assert changed(before, after, "streamfold_archive_days_total", partition=str(p)) == 5
+    assert changed(before, after, "streamfold_archive_entries_total", partition=str(p)) == 10
+    assert changed(before, after, "streamfold_archive_events_total", partition=str(p)) > 0

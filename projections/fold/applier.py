@@ -231,6 +231,9 @@ class PartitionOwner:
                 self.partition,
                 self.applier.archive,
                 self.applier.settings.archive_after_days,
+                on_day=lambda entries, events: self.applier.observer.archived(
+                    self.partition, entries, events
+                ),
                 stop=self.lost,
             )
             if done.days:
