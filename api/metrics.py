@@ -7,9 +7,8 @@ and events by source (`IngestMetrics`, the `Receiver`'s observer), folded batche
 workers and the fold child) writes its values to files in `PROMETHEUS_MULTIPROC_DIR`, and whichever worker is
 scraped sums them.
 
-Long jobs count here too: `EXPORTED_EVENTS` is the hook for `streamfold export` (`EXPORTED_EVENTS.inc(n)` per
-written chunk). A job's counts reach `/metrics` when it runs inside a serving process, or shares its
-`PROMETHEUS_MULTIPROC_DIR`.
+Exports over HTTP count their events (`EXPORTED_EVENTS`); a CLI job could count here too, but its counts reach
+`/metrics` only when it shares a serving process's `PROMETHEUS_MULTIPROC_DIR`.
 """
 
 from __future__ import annotations
@@ -111,9 +110,7 @@ ARCHIVED_ENTRIES = Counter(
 ARCHIVED_EVENTS = Counter(
     "streamfold_archive_events", "Events moved to the archive.", ["partition"], registry=REGISTRY
 )
-EXPORTED_EVENTS = Counter(
-    "streamfold_export_events", "Events written by exports (hook for `streamfold export`).", registry=REGISTRY
-)
+EXPORTED_EVENTS = Counter("streamfold_export_events", "Events streamed by GET /v1/export.", registry=REGISTRY)
 
 
 # ---------------------------------------------------------------- counting on the request path

@@ -307,3 +307,15 @@ async def test_archived_days_entries_and_events_are_counted_per_partition(
     assert changed(before, after, "streamfold_archive_days_total", partition=str(p)) == 5
     assert changed(before, after, "streamfold_archive_entries_total", partition=str(p)) == 10
     assert changed(before, after, "streamfold_archive_events_total", partition=str(p)) > 0
+
+
+async def test_events_streamed_by_the_export_endpoint_are_counted(
+    client_without_fold, workspace, settings, redis
+):
+    await append_events(EventLog(redis, settings), workspace.id, make_events(30, seed=4), per_entry=10)
+    before = await scrape(client_without_fold)
+    r = await client_without_fold.get("/v1/export", headers={"Authorization": f"Bearer {workspace.read_key}"})
+    assert r.status_code == 200
+    lines = r.text.strip().splitlines()
+    after = await scrape(client_without_fold)
+    assert len(lines) == 30 and changed(before, after, "streamfold_export_events_total") == 30
