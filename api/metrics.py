@@ -64,7 +64,7 @@ INGEST_REQUESTS = Counter(
 )
 INGEST_EVENTS = Counter(
     "streamfold_ingest_events",
-    "Events of ingest requests: accepted (appended to the log) or rejected (listed by index in the answer).",
+    "Events of ingest requests: accepted (appended to the log, but forgotten people's) or rejected by index.",
     ["source", "status"],
     registry=REGISTRY,
 )
