@@ -23,8 +23,20 @@ from projections.fold.applier import Applier
 from . import __version__, errors, openapi
 from .deps import Services
 from .health import unready_reason
+from .metrics import FoldMetrics, IngestMetrics, RequestMetrics
 from .ratelimit import IngestLimiter, RateLimiter
-from .routers import admin, attribution, contacts, dashboard, deletions, events, export, status, tracker
+from .routers import (
+    admin,
+    attribution,
+    contacts,
+    dashboard,
+    deletions,
+    events,
+    export,
+    metrics,
+    status,
+    tracker,
+)
 
 
 def connect(settings: Settings) -> Redis:
@@ -58,9 +70,13 @@ def create_app(
         )
         app.state.services = services
         app.state.receiver = Receiver(
-            services.registry, services.log, settings, IngestLimiter(redis, settings.key_prefix).admit
+            services.registry,
+            services.log,
+            settings,
+            IngestLimiter(redis, settings.key_prefix).admit,
+            observer=IngestMetrics(),
         )
-        applier = Applier(redis, settings) if run_appliers else None
+        applier = Applier(redis, settings, observer=FoldMetrics()) if run_appliers else None
         if applier is not None:
             await applier.start()
         app.state.applier = applier
@@ -82,6 +98,7 @@ def create_app(
     errors.install(app)
     openapi.install(app)
     app.add_middleware(IngestFastPath)
+    app.add_middleware(RequestMetrics)  # outermost: times the ingest fast path too
     app.include_router(build_ingest_router())
     app.include_router(build_sources_router())
     app.include_router(events.router)
@@ -94,6 +111,7 @@ def create_app(
     app.include_router(attribution.router)
     app.include_router(status.router)
     app.include_router(dashboard.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process serves HTTP")
     async def healthz() -> dict[str, str]:

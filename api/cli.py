@@ -546,6 +546,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
     from projections.fold.applier import Applier
 
     from .logs import configure_logging
+    from .metrics import FoldMetrics
 
     settings = _connected(args)
     configure_logging(settings)
@@ -553,7 +554,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         redis_client = connect(settings)
-        applier = Applier(redis_client, settings)
+        applier = Applier(redis_client, settings, observer=FoldMetrics())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -607,7 +608,7 @@ def _banner(settings: Settings, demo: dict[str, Any] | None) -> str:
         f"  API         {base}",
         f"  OpenAPI     {base}/docs  ({base}/openapi.json)",
         f"  tracker.js  {base}/tracker.js",
-        f"  health      {base}/healthz  {base}/readyz",
+        f"  health      {base}/healthz  {base}/readyz  {base}/metrics",
         f"  Redis       {redacted(settings.redis_url)}",
         f"  folding     {fold}",
     ]
@@ -717,11 +718,18 @@ def _serve_in_workers(settings: Settings, log_config: dict[str, Any], on_started
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .multiprocess import shared_metrics
+
+    settings = _settings(args)
+    with shared_metrics(settings.workers):  # before any process of this serve imports prometheus_client
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     from api.embedded import EmbeddedValkey
 
     from .logs import configure_logging
 
-    settings = _settings(args)
     log_config = configure_logging(settings)
     embedded = None
     try:
@@ -1005,6 +1013,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = _command(sub, "rebuild", cmd_rebuild, "replay the log into a fresh namespace and compare digests")
     r.add_argument("--partition", type=int, metavar="P", help="only this partition (default: all)")
     _command(sub, "digest", cmd_digest, "print each partition's projection digest")
+
+    from .cli_dlq import add_dlq_commands
+    from .cli_import import add_import_command
+
+    add_import_command(sub)
+    add_dlq_commands(sub)
     return p
 
 

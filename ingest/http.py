@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import RateLimited, StreamfoldError, Unavailable
-from .receive import OriginRefused, Receiver
+from .receive import BatchRejected, BatchTooLarge, OriginRefused, Receiver
 from .workspaces import key_from_authorization
 
 SUCCESS_BODY = b'{"success":true}'
@@ -135,6 +135,9 @@ async def answer_messages(receiver: Receiver, route: IngestRoute, inc: Incoming,
             user_agent=inc.user_agent,
             origin=inc.origin,
         )
+    except (BatchRejected, BatchTooLarge) as exc:  # every message was judged, none accepted
+        receiver.observer.received(route.source, 0, [r.code for r in exc.rejected])
+        return error_answer(exc, headers)
     except StreamfoldError as exc:
         answer = error_answer(exc, {} if isinstance(exc, OriginRefused) else headers)
         return answer if body is not None else closing(answer)
@@ -142,12 +145,14 @@ async def answer_messages(receiver: Receiver, route: IngestRoute, inc: Incoming,
         answer = error_answer(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
         return answer if body is not None else closing(answer)
     if receipt.rejected:
+        receiver.observer.received(route.source, receipt.accepted, [r.code for r in receipt.rejected])
         partial = {
             "success": True,
             "accepted": receipt.accepted,
             "rejected": [r.as_dict() for r in receipt.rejected],
         }
         return 200, _encoder.encode(partial), headers
+    receiver.observer.received(route.source, receipt.accepted)
     return 200, SUCCESS_BODY, headers
 
 
@@ -158,6 +163,7 @@ class IngestRoute:
     beacon: bool = False
     metrics: bool = False  # analytics.js posts its own delivery metrics every 30 s; they are not events
     in_schema: bool = True
+    source: str = "sdk"  # what metrics count its requests and events under (`ingest.observe.SOURCES`)
 
 
 def _route_handler(route: IngestRoute) -> Callable[[Request], Awaitable[Response]]:
@@ -195,7 +201,7 @@ async def preflight(request: Request) -> Response:
 INGEST_ROUTES: dict[str, IngestRoute] = {
     **{f"/v1/{p}": IngestRoute(kind_hint=k, in_schema=len(p) > 1) for p, k in SINGLE_PATHS.items()},
     **{f"/v1/{p}": IngestRoute(batch=True, in_schema=p == "batch") for p in BATCH_PATHS},
-    "/beacon/v1/batch": IngestRoute(batch=True, beacon=True),
+    "/beacon/v1/batch": IngestRoute(batch=True, beacon=True, source="beacon"),
     "/v1/m": IngestRoute(metrics=True, in_schema=False),
 }
 

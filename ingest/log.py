@@ -48,6 +48,20 @@ def control_entry_fields(workspace_id: str, now_ms: int, kind: str, **properties
     return {**entry_fields(workspace_id, [change]), F_CONTROL: b"1"}
 
 
+def encoded_size(fields: dict[bytes, bytes]) -> int:
+    """Bytes of an entry's encoded events before compression, read from the zstd frame header (nothing is
+    decompressed): what a fold transaction holding the entry costs, whatever its version."""
+    data = fields.get(F_DATA, b"")
+    if fields.get(F_VERSION) == ZSTD:
+        try:
+            size = zstandard.frame_content_size(data)
+        except zstandard.ZstdError:
+            return len(data)  # unreadable: the fold dead-letters it
+        if size >= 0:
+            return size
+    return len(data)
+
+
 def _plain(version: bytes | None, data: bytes) -> bytes:
     if version == PLAIN:
         return data

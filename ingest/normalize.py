@@ -96,8 +96,12 @@ def normalize(
     batch_context: dict[str, Any] | None,
     request_ip: str | None,
     request_user_agent: str | None,
+    correct_skew: bool = True,
 ) -> Event:
-    """Validate the semantics of one message and build its `Event`. Raises `MessageRejected`."""
+    """Validate the semantics of one message and build its `Event`. Raises `MessageRejected`.
+
+    `correct_skew=False` keeps `timestamp` as sent: an export's (`streamfold import`) was corrected when the
+    event was first received, and correcting it again against the time of the import would move it to now."""
     kind = (msg.type or kind_hint or "").lower()
     if not kind:
         raise MessageRejected("type", "is required (one of track, page, screen, identify, group, alias)")
@@ -154,7 +158,7 @@ def normalize(
     sent_at_dt = msg.sentAt or batch_sent_at
     ts = to_ms(ts_dt) if ts_dt is not None else received_at_ms
     sent_at = to_ms(sent_at_dt) if sent_at_dt is not None else None
-    if ts_dt is not None and sent_at is not None:
+    if correct_skew and ts_dt is not None and sent_at is not None:
         ts = received_at_ms - (sent_at - ts)
 
     rest = {k: v for k, v in context.items() if k not in _LIFTED_CONTEXT_KEYS} if context else {}

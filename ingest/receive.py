@@ -22,6 +22,7 @@ from .ids import event_id, ulids
 from .log import EventLog
 from .nesting import MAX_NESTING, TOO_DEEP, nesting_exceeds, prune_too_deep, too_deep_field
 from .normalize import MessageRejected, normalize
+from .observe import IngestObserver
 from .schema import Event, WireBatch, WireMessage
 from .settings import Settings
 from .suppression import Suppressions
@@ -141,7 +142,13 @@ class Receiver:
     CRM syncs)."""
 
     def __init__(
-        self, registry: WorkspaceRegistry, log: EventLog, settings: Settings, admit: Admission | None = None
+        self,
+        registry: WorkspaceRegistry,
+        log: EventLog,
+        settings: Settings,
+        admit: Admission | None = None,
+        *,
+        observer: IngestObserver | None = None,
     ) -> None:
         self.registry = registry
         self.log = log
@@ -149,6 +156,7 @@ class Receiver:
         self.bodies = BodyReader(settings.max_request_bytes, settings.body_timeout_seconds)
         self.suppressions = Suppressions(log.redis, settings.key_prefix)
         self.admit = admit
+        self.observer = observer or IngestObserver()
 
     async def store(self, workspace: Workspace, events: list[Event]) -> tuple[str | None, int]:
         """Append a request's accepted events to the log — if the workspace's ingest limits admit it, else
@@ -190,9 +198,11 @@ class Receiver:
         ip: str | None = None,
         user_agent: str | None = None,
         origin: str | None = None,
+        correct_skew: bool = True,
     ) -> Receipt:
         """Receive one request's body. `workspace` is given when the caller already authenticated a key sent
-        beside the body; otherwise the key is the body's `writeKey`."""
+        beside the body; otherwise the key is the body's `writeKey`. `correct_skew=False` keeps the messages'
+        timestamps as sent (an import of events corrected when they were first received)."""
         s = self.settings
         data = decompress(body, content_encoding, s.max_request_bytes)
         received_at = time.time_ns() // 1_000_000
@@ -270,6 +280,7 @@ class Receiver:
                         batch_context=batch_context,
                         request_ip=ip,
                         request_user_agent=user_agent,
+                        correct_skew=correct_skew,
                     )
                 )
             except msgspec.ValidationError as exc:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 
 from api.cli import _settings, build_parser
+from ingest.log import encoded_size, entry_fields
+from ingest.schema import encode_events
 from ingest.settings import InvalidSetting, Settings, env_name, parse_partition_set
 from projections.fold.applier import chunk_entries
+
+from .factories import make_events
 
 
 def test_environment_variables_fill_settings():
@@ -43,6 +47,15 @@ def test_transactions_are_bounded_by_encoded_size_but_keep_log_order():
     assert [len(c) for c in chunks] == [2, 2, 2, 2, 2]
     assert [e for c in chunks for e in c] == entries
     assert chunk_entries([(b"1-0", {b"d": b"x" * 5000})], 1000) == [[(b"1-0", {b"d": b"x" * 5000})]]
+
+
+def test_compressed_entries_weigh_what_they_hold_not_their_compressed_bytes():
+    events = make_events(500, seed=9)
+    packed = entry_fields("ws_z", events)
+    assert packed[b"v"] == b"2" and len(packed[b"d"]) * 3 < len(encode_events(events))
+    assert encoded_size(packed) == len(encode_events(events))
+    chunks = chunk_entries([(f"{i}-0".encode(), packed) for i in range(4)], 2 * len(encode_events(events)))
+    assert [len(c) for c in chunks] == [2, 2]
 
 
 def test_every_serve_option_is_an_environment_variable():

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from ..deps import EventsReader, ServicesDep
 from ..export import ExportQuery, export_frames, json_lines
+from ..metrics import EXPORTED_EVENTS
 from .events import parse_when
 
 router = APIRouter(tags=["export"])
@@ -33,5 +34,6 @@ async def export_events(
     async def lines() -> AsyncIterator[bytes]:
         async for frame in export_frames(services.redis, services.settings, services.archive, q):
             yield json_lines(frame)
+            EXPORTED_EVENTS.inc(frame.height)
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")

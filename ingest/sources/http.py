@@ -24,6 +24,8 @@ from ..workspaces import Workspace, key_from_authorization
 from . import crm, email
 
 _encoder = msgspec.json.Encoder()
+# the codes metrics count rejected records and webhook events under (their answers name the field instead)
+CRM_REJECTED, EMAIL_REJECTED = "invalid_record", "invalid_event"
 
 
 async def authenticate(receiver: Receiver, request: Request, scope: str) -> Workspace:
@@ -92,6 +94,7 @@ async def crm_sync(request: Request) -> Response:
         plan = crm.plan_sync(sync, time.time_ns() // 1_000_000, too_deep)
         rejected = [r.as_dict() for r in plan.rejected]
         if not plan.events:
+            receiver.observer.received("crm", 0, [CRM_REJECTED] * len(rejected))
             first = plan.rejected[0]
             raise InvalidRequest(
                 f"every record was rejected; {first.list}[{first.index}].{first.field}: {first.reason}",
@@ -102,6 +105,7 @@ async def crm_sync(request: Request) -> Response:
         return failed(exc, sent)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         return failed(Unavailable(f"the event log is unavailable, retry later ({exc})"), sent)
+    receiver.observer.received("crm", len(plan.events), [CRM_REJECTED] * len(rejected))
     return _json({"success": True, "accepted": plan.accepted, "rejected": rejected})
 
 
@@ -138,6 +142,7 @@ async def email_webhook(provider: str, request: Request) -> Response:
             plan = email.plan_mailgun(payload, now)
         rejected = [r.as_dict() for r in plan.rejected]
         if not plan.events:
+            receiver.observer.received("email", 0, [EMAIL_REJECTED] * len(rejected))
             first = plan.rejected[0]
             raise InvalidRequest(
                 f"every event was rejected; [{first.index}].{first.field}: {first.reason}", details=rejected
@@ -147,6 +152,7 @@ async def email_webhook(provider: str, request: Request) -> Response:
         return failed(exc, sent)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         return failed(Unavailable(f"the event log is unavailable, retry later ({exc})"), sent)
+    receiver.observer.received("email", len(plan.events), [EMAIL_REJECTED] * len(rejected))
     if rejected:
         return _json({"success": True, "accepted": len(plan.events), "rejected": rejected})
     return _json({"success": True})

@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 from ingest import keys as log_keys
 from ingest.archive import Archive
 from ingest.ids import new_token
+from ingest.log import encoded_size
 from ingest.settings import Settings
 
 from ..errors import FenceLost
@@ -38,6 +39,7 @@ from . import keys
 from .archiver import archive_partition
 from .fold import GROUP, Fence, fold_entries
 from .forget import forget, pending_jobs
+from .observe import FoldObserver
 from .rules import DEFAULT_RULES, FoldRules
 
 log = logging.getLogger("streamfold.applier")
@@ -59,7 +61,7 @@ def chunk_entries(
     chunks: list[list[tuple[bytes, dict[bytes, bytes]]]] = [[]]
     size = 0
     for entry in entries:
-        n = len(entry[1].get(b"d", b""))
+        n = encoded_size(entry[1])  # not the compressed size: a zstd entry holds ~4-10x more events
         if chunks[-1] and size + n > max_bytes:
             chunks.append([])
             size = 0
@@ -183,6 +185,7 @@ class PartitionOwner:
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
         for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
+            started = time.perf_counter()
             result = await fold_entries(
                 self.redis,
                 self.ks,
@@ -191,6 +194,7 @@ class PartitionOwner:
                 rules=self.applier.rules,
                 archive=self.applier.archive,
             )
+            self.applier.observer.folded(self.partition, result, time.perf_counter() - started)
             if result.deletions:
                 await self.forget_pending()
 
@@ -227,6 +231,9 @@ class PartitionOwner:
                 self.partition,
                 self.applier.archive,
                 self.applier.settings.archive_after_days,
+                on_day=lambda entries, events: self.applier.observer.archived(
+                    self.partition, entries, events
+                ),
                 stop=self.lost,
             )
             if done.days:
@@ -311,11 +318,18 @@ class PartitionOwner:
 class Applier:
     """Folds a set of partitions in this process; one FastStream broker, one owner task per partition."""
 
-    def __init__(self, redis: Redis, settings: Settings, partitions: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        partitions: list[int] | None = None,
+        observer: FoldObserver | None = None,
+    ) -> None:
         if settings.redis_url is None:
             raise ValueError("the applier needs settings.redis_url")
         self.redis = redis
         self.settings = settings
+        self.observer = observer or FoldObserver()
         self.rules = FoldRules.of(settings)
         self.archive = Archive(settings.archive_root)
         self.partitions = settings.owned_partitions() if partitions is None else partitions
