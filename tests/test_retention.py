@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import msgspec
+import pytest
 
 from ingest import keys as log_keys
 from ingest.log import EventLog, control_entry_fields, entry_fields
@@ -108,11 +109,12 @@ async def test_any_batching_and_a_rebuild_reach_the_same_state(redis, settings, 
     assert await redis.zcard(event_keys.index_all(ks, workspace.id)) > 8
 
 
+@pytest.mark.parametrize("hour", [0, 5, 11, 13, 19, 23])
 async def test_identity_churn_with_retention_changes_folds_the_same_whatever_the_batches(
-    redis, settings, workspace
+    redis, settings, workspace, hour
 ):
     """Merges, retroactive identification and expiry interleaved: a live fold in random batches, one entry at a
-    time, and a rebuild all reach the same digest."""
+    time, and a rebuild all reach the same digest — whatever the hour of the log day the log starts at."""
     import random
 
     from .test_identity_scenario import churn
@@ -120,8 +122,8 @@ async def test_identity_churn_with_retention_changes_folds_the_same_whatever_the
     rng = random.Random(7)
     ks = keyspace(settings, workspace)
     stream = log_keys.log(settings.key_prefix, ks.partition)
-    now = time.time_ns() // 1_000_000
-    start = now - 40 * DAY_MS
+    today = time.time_ns() // 1_000_000 // DAY_MS * DAY_MS
+    start = today - 40 * DAY_MS + hour * 3_600_000 + 1234
     entries = churn(120, seed=3)
     for k, events in enumerate(entries):
         t = start + k * 8 * 3_600_000  # every 8 hours of log time

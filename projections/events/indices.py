@@ -145,12 +145,16 @@ async def apply_contact_moves(
             continue
         to_ix = u.zadd[keys.index_contact(ks, ws, target)]
         gone = u.zrem[keys.index_contact(ks, ws, old)]
-        for m, score in found:
+        keep = (keeps or {}).get(ws, KEEP_ALL)
+        kept = [(m, score) for m, score in found if keep.keeps(int(score))]
+        gone.update(m for m, _ in found)
+        # an event the horizon passes with this batch expires first: it moves nowhere (as if the batch's
+        # expiry had run before it, which one entry per batch would do)
+        for m, score in kept:
             to_ix[m] = score
-            gone.add(m)
             out[ws].contacts.append((parse_member(m)[0], target))
-        if keeps and keeps[ws].track and found:
-            notes[ws].add(f"c:{target}", min(int(score) for _, score in found))
+        if keep.track and kept:
+            notes[ws].add(f"c:{target}", min(int(score) for _, score in kept))
     if not retro:
         for ws, oldest in notes.items():
             oldest.queue(u, ks, ws)

@@ -275,11 +275,11 @@ async def _apply(
     # projections see it.
     for ws, located in batch.items():
         state = states[ws]
-        for loc, contact in zip(located, identity.resolve_contacts(state, located), strict=True):
+        keep = horizons.of(ws)
+        for loc, contact in zip(located, identity.resolve_contacts(state, located, keep.keeps), strict=True):
             loc.contact_id = contact
         u.sadd[keys.workspaces(ks)].add(ws)
         state.queue_writes(u)
-        keep = horizons.of(ws)
         identity.apply_event_contacts(
             u,
             ks,

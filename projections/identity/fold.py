@@ -23,7 +23,7 @@ The rules (deterministic: they read only the log, so a rebuild gives the same co
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -452,14 +452,19 @@ async def load_identity(
     return states
 
 
-def resolve_contacts(state: WorkspaceIdentity, located: list[Located]) -> list[str | None]:
+def resolve_contacts(
+    state: WorkspaceIdentity, located: list[Located], kept: Callable[[int], bool] | None = None
+) -> list[str | None]:
     """Apply the batch's identity effects in log order; the final contact of each event (after every link and
-    merge of the batch — an anonymous event linked later in the same batch gets its contact too)."""
+    merge of the batch — an anonymous event linked later in the same batch gets its contact too, as a later
+    batch would move it: so only if `kept(timestamp)`, i.e. it is not already past the retention horizon,
+    which no later batch moves)."""
     at_event = [state.apply(loc) for loc in located]
     out: list[str | None] = []
     for loc, cid in zip(located, at_event, strict=True):
-        if cid is None and loc.event.anonymous_id and loc.event.source is None:
-            cid = state.maps["a"].get(loc.event.anonymous_id)
+        e = loc.event
+        if cid is None and e.anonymous_id and e.source is None and (kept is None or kept(e.timestamp)):
+            cid = state.maps["a"].get(e.anonymous_id)
         out.append(state.canonical(cid))
     return out
 
