@@ -45,7 +45,12 @@ def ulid_text(raw: bytes) -> str:
     return "".join(_CROCKFORD[(n >> s) & 31] for s in range(125, -1, -5))
 
 
+_ONE_BYTE = [bytes([n]) for n in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
+    if n < 0x80:  # nearly always: an offset of a few ms, sequence 0, a small index
+        return _ONE_BYTE[n]
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -74,13 +79,13 @@ def member_of(key: bytes, entry_id: str, index: int) -> bytes:
     the offset is small), the entry's sequence number and the index in the entry, as varints (the offset
     zigzag-encoded). Usually 19 bytes; members sort by ULID."""
     ms, _, seq = entry_id.partition("-")
-    offset = int(ms) - int.from_bytes(key[:6], "big")
-    return (
-        key
-        + _varint(offset * 2 if offset >= 0 else -offset * 2 - 1)
-        + _varint(int(seq or 0))
-        + _varint(index)
-    )
+    return member_at(key, int(ms), int(seq or 0), index)
+
+
+def member_at(key: bytes, entry_ms: int, entry_seq: int, index: int) -> bytes:
+    """`member_of` for an entry id already read as (milliseconds, sequence)."""
+    offset = entry_ms - int.from_bytes(key[:6], "big")
+    return key + _varint(offset * 2 if offset >= 0 else -offset * 2 - 1) + _varint(entry_seq) + _varint(index)
 
 
 def parse_member(member: bytes) -> tuple[str, str, int]:
@@ -118,16 +123,21 @@ class Located:
     ulid: str = field(init=False, repr=False, compare=False)  # the event id without `evt_`
     key: bytes = field(init=False, repr=False, compare=False)  # that ULID's 16 bytes
     member: bytes = field(init=False, repr=False, compare=False)  # its member in the indices
+    entry_ms: int = field(init=False, repr=False, compare=False)  # the entry id, read once
+    entry_seq: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ulid = ulid = self.event.id[4:]
         self.key = key = ulid_bytes(ulid)
-        self.member = member_of(key, self.entry_id, self.index)
+        ms, _, seq = self.entry_id.partition("-")
+        self.entry_ms, self.entry_seq = int(ms), int(seq or 0)
+        self.member = member_at(key, self.entry_ms, self.entry_seq, self.index)
 
     @property
     def record(self) -> bytes:
         """Its receipt record (`record_of`)."""
-        return record_of(self.key, self.entry_id, self.index)
+        key = self.key
+        return RECORD.pack(key, self.entry_ms - int.from_bytes(key[:6], "big"), self.entry_seq, self.index)
 
     @property
     def waiting_record(self) -> bytes:
@@ -138,8 +148,7 @@ class Located:
     def version(self) -> list[int]:
         """[event timestamp, entry ms, entry seq, index]: last write by event time, ties by log position (a
         list, as the identity documents store it)."""
-        ms, seq = stream_id(self.entry_id)
-        return [self.event.timestamp, ms, seq, self.index]
+        return [self.event.timestamp, self.entry_ms, self.entry_seq, self.index]
 
 
 def is_listed(event: Event) -> bool:

@@ -57,9 +57,14 @@ async def test_the_dedupe_keeps_only_the_buckets_of_the_window(settings, redis):
     rules = FoldRules(dedupe_window_days=2)
     ks = await append_on_days(redis, settings, [(DAY0 + d, f"m{d}") for d in range(10)])
     await fold_in_chunks(redis, ks, 3, rules)
-    days = sorted(int(d) for d in await redis.zrange(fold_keys.message_id_days(ks, WS), 0, -1))
-    assert days == [DAY0 + 7, DAY0 + 8, DAY0 + 9]
-    for d in range(7):
+    # buckets of 2 days (DAY0 is even); the window of day 9 reaches back to day 7, so buckets 6–7 and 8–9 stay
+    buckets = sorted(int(d) for d in await redis.zrange(fold_keys.message_id_days(ks, WS), 0, -1))
+    assert buckets == [DAY0 + 6, DAY0 + 8]
+    assert await redis.hgetall(fold_keys.message_ids(ks, WS, DAY0 + 6)) == {
+        b"m6": str(DAY0 + 6).encode(),
+        b"m7": str(DAY0 + 7).encode(),
+    }
+    for d in range(6):
         assert not await redis.exists(fold_keys.message_ids(ks, WS, DAY0 + d))
 
 
@@ -75,3 +80,8 @@ async def test_any_batching_folds_to_the_same_digest_as_a_rebuild(settings, redi
     for e in entries:
         await fold_entries(redis, one_by_one, [e], fence=None, ack_group=None, rules=rules)
     assert await digest(redis, one_by_one) == live
+    # without a retention a batch folds whole, however many log days it spans: still the same
+    wide = ks.rebuild_view("wide")
+    for i in range(0, len(entries), 17):
+        await fold_entries(redis, wide, entries[i : i + 17], fence=None, ack_group=None, rules=rules)
+    assert await digest(redis, wide) == live

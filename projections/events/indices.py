@@ -34,7 +34,6 @@ from ..located import (
     is_listed,
     member_of_record,
     parse_member,
-    ulid_ms,
 )
 from ..updates import Targets, Updates
 from . import keys
@@ -44,7 +43,7 @@ from .store import read_events_at
 
 def received_day(loc: Located) -> int:
     """The UTC day (days since the epoch) its id's millisecond falls on: which `rx:<day>` holds its record."""
-    return ulid_ms(loc.ulid) // DAY_MS
+    return int.from_bytes(loc.key[:6], "big") // DAY_MS
 
 
 def apply_events(
@@ -62,6 +61,8 @@ def apply_events(
     by_contact = Targets(u.zadd, lambda c: keys.index_contact(ks, workspace, c))
     by_day: Targets[list[bytes]] = Targets(u.records, lambda d: keys.received(ks, workspace, int(d)))
     waiting: Targets[list[bytes]] = Targets(u.append, lambda a: keys.anonymous_events(ks, workspace, a))
+    horizon = keep.horizon
+    seen_days: set[int] = set()
     for loc in located:
         e = loc.event
         if not is_listed(e):
@@ -70,21 +71,22 @@ def apply_events(
         if e.domain:
             doms.add(e.domain)
         ts = e.timestamp
-        if not keep.keeps(ts):
+        if horizon is not None and ts < horizon:  # not `keep.keeps(ts)`: this loop runs for every event
             continue
         member = loc.member
         all_ix[member] = ts
         by_type[e.event][member] = ts
-        day = received_day(loc)
+        day = int.from_bytes(loc.key[:6], "big") // DAY_MS  # received_day(loc)
         record = loc.record
         by_day[day].append(record)  # type: ignore[index]
-        days[str(day)] = day
+        if day not in seen_days:
+            seen_days.add(day)
+            days[str(day)] = day
         if loc.contact_id is not None:
             by_contact[loc.contact_id][member] = ts
+            identified_ix[member] = ts  # is_identified(loc)
         elif e.anonymous_id is not None:
-            waiting[e.anonymous_id].append(loc.waiting_record)
-        if is_identified(loc):
-            identified_ix[member] = ts
+            waiting[e.anonymous_id].append(WAITING.pack(record, ts))
         if oldest is not None:
             for ref in ("all", f"t:{e.event}", "idf" if is_identified(loc) else None):
                 if ref:

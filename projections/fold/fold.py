@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from redis.asyncio import Redis
@@ -101,27 +102,14 @@ async def fold_entries(
     With `only`, the events of other workspaces are passed over (a workspace folded again on its own).
 
     An entry of settings is a transaction of its own: the entries before it fold under the settings before it,
-    the change takes effect with it, and no batching can fold an event on the other side of it. Likewise each
-    log day's entries fold apart: the horizons of retention and archive move by whole days, so every event is
-    folded under the horizon of its own log day, whatever the batches."""
-    segments: list[list[tuple[bytes, dict[bytes, bytes]]]] = []
-    current: list[tuple[bytes, dict[bytes, bytes]]] = []
-    for entry in entries:
-        if entry[1].get(F_CONTROL):
-            if current:
-                segments.append(current)
-                current = []
-            segments.append([entry])
-            continue
-        if current and stream_id(current[-1][0])[0] // DAY_MS != stream_id(entry[0])[0] // DAY_MS:
-            segments.append(current)  # a new log day: horizons move
-            current = []
-        current.append(entry)
-    if current or not segments:
-        segments.append(current)
+    the change takes effect with it, and no batching can fold an event on the other side of it. Likewise, while a
+    workspace of the entries keeps its events for a limited time, each log day's entries fold apart: the
+    retention horizon moves by whole days, so every event is folded under the horizon of its own log day,
+    whatever the batches. (Without retention nothing depends on where a log day ends — the dedupe window reads
+    every day it spans — so a batch folds whole.)"""
     result = FoldResult(None, 0, 0, 0, 0)
     with _collector_paused():
-        for segment in segments:
+        for segment in await _segments(redis, ks, entries):
             part = await _fold(
                 redis, ks, segment, fence=fence, ack_group=ack_group, rules=rules, archive=archive, only=only
             )
@@ -136,62 +124,132 @@ async def fold_entries(
     return result
 
 
+async def _segments(
+    redis: Redis, ks: Keyspace, entries: list[tuple[bytes, dict[bytes, bytes]]]
+) -> list[list[tuple[bytes, dict[bytes, bytes]]]]:
+    """The transactions `entries` fold in: a control entry alone; the runs between, split at log-day boundaries
+    when one of their workspaces has a retention (as the log said before the run: a change of it is a control
+    entry, which ends the run). One round trip, for the retention of the entries' workspaces."""
+    runs: list[list[tuple[bytes, dict[bytes, bytes]]]] = [[]]
+    for entry in entries:
+        if entry[1].get(F_CONTROL):
+            runs += [[entry], []]
+        else:
+            runs[-1].append(entry)
+    names = sorted({f[F_WORKSPACE] for run in runs for _, f in run if F_WORKSPACE in f})
+    pipe = redis.pipeline(transaction=False)
+    for ws in names:
+        pipe.hexists(keys.workspace_rules(ks, ws.decode(errors="replace")), "retention_days")
+    retaining = {ws for ws, has in zip(names, await pipe.execute() if names else [], strict=True) if has}
+    segments: list[list[tuple[bytes, dict[bytes, bytes]]]] = []
+    for i, run in enumerate(runs):
+        # a run after a control entry may follow a change of retention: split as if retention were on
+        by_day = i > 0 or any(f.get(F_WORKSPACE) in retaining for _, f in run)
+        current: list[tuple[bytes, dict[bytes, bytes]]] = []
+        for entry in run:
+            if by_day and current and _day_of(current[-1][0]) != _day_of(entry[0]):
+                segments.append(current)
+                current = []
+            current.append(entry)
+        if current:
+            segments.append(current)
+    return segments or [[]]
+
+
+def _day_of(entry_id: bytes | str) -> int:
+    return stream_id(entry_id)[0] // DAY_MS
+
+
 def _log_day(loc: Located) -> int:
     """The UTC day (days since the epoch) of the log entry holding the event: the dedupe's clock."""
-    return stream_id(loc.entry_id)[0] // DAY_MS
+    return loc.entry_ms // DAY_MS
 
 
 async def _unseen(
     redis: Redis, ks: Keyspace, by_ws: dict[str, list[Located]], rules: FoldRules, u: Updates
 ) -> tuple[dict[str, list[Located]], int]:
     """The events whose messageId was not folded within the dedupe window before them (first in log order
-    wins), and how many were duplicates; one round trip. Records the new ones in their day's bucket and drops
-    the buckets the window has left behind (both in `u`), so the dedupe costs memory for the window only."""
+    wins), and how many were duplicates. Records the new ones (messageId → log day) in buckets of `window` log
+    days each, so an event's window reaches two buckets; drops the buckets the window has left behind (both in
+    `u`), so the dedupe costs memory for two windows at most. Two round trips: which buckets exist within reach,
+    then each asked for the messageIds of the events whose window it lies in."""
     window = rules.dedupe_window_days
-    plan: list[
-        tuple[str, int | None, list[str]]
-    ] = []  # (workspace, bucket day | None for the stale days, mids)
+    ordered = sorted(by_ws)
+    days_of = {ws: [loc.entry_ms // DAY_MS for loc in by_ws[ws]] for ws in ordered}  # _log_day, inlined
     pipe = redis.pipeline(transaction=False)
-    for ws in sorted(by_ws):
-        days = [_log_day(loc) for loc in by_ws[ws]]
-        mids = list(dict.fromkeys(loc.event.message_id for loc in by_ws[ws]))
-        for day in range(min(days) - window, max(days) + 1):
-            pipe.hmget(keys.message_ids(ks, ws, day), mids)
-            plan.append((ws, day, mids))
-        pipe.zrange(keys.message_id_days(ks, ws), "-inf", f"({max(days) - window}", byscore=True)
-        plan.append((ws, None, []))
-    seen: dict[str, dict[str, list[int]]] = defaultdict(dict)  # workspace → messageId → days it was folded
-    for (ws, day, mids), reply in zip(plan, await pipe.execute(), strict=True):
-        if day is None:  # buckets older than the window as of this batch: forgotten with it
-            for stale in reply:
-                u.delete.add(keys.message_ids(ks, ws, int(stale)))
-                u.zrem[keys.message_id_days(ks, ws)].add(stale.decode())
+    for ws in ordered:  # the buckets there are within reach of the batch's days, and those left behind
+        lo, hi = _bucket(min(days_of[ws]) - window, window), max(days_of[ws])
+        pipe.zrange(keys.message_id_days(ks, ws), lo, hi, byscore=True)
+        pipe.zrange(keys.message_id_days(ks, ws), "-inf", f"({_first_kept_bucket(hi, window)}", byscore=True)
+    replies = await pipe.execute()
+    plan: list[tuple[str, list[str]]] = []  # (workspace, messageIds asked)
+    pipe = redis.pipeline(transaction=False)
+    for n, ws in enumerate(ordered):
+        existing, stale = replies[2 * n], replies[2 * n + 1]
+        for bucket in stale:
+            u.delete.add(keys.message_ids(ks, ws, int(bucket)))
+            u.zrem[keys.message_id_days(ks, ws)].add(bucket.decode())
+        if not existing:
             continue
+        by_day: dict[int, dict[str, None]] = defaultdict(dict)
+        for loc, day in zip(by_ws[ws], days_of[ws], strict=True):
+            by_day[day][loc.event.message_id] = None
+        for bucket in sorted(int(b) for b in existing):
+            reached = [m for day, m in by_day.items() if bucket <= day < bucket + 2 * window]
+            mids = (
+                list(reached[0]) if len(reached) == 1 else list(dict.fromkeys(chain.from_iterable(reached)))
+            )
+            if mids:
+                pipe.hmget(keys.message_ids(ks, ws, bucket), mids)
+                plan.append((ws, mids))
+    seen: dict[str, dict[str, list[int]]] = defaultdict(dict)  # workspace → messageId → days it was folded
+    for (ws, mids), reply in zip(plan, await pipe.execute() if plan else [], strict=True):
         for m, hit in zip(mids, reply, strict=True):
             if hit is not None:
-                seen[ws].setdefault(m, []).append(day)
+                seen[ws].setdefault(m, []).append(int(hit))
     fresh: dict[str, list[Located]] = {}
     duplicates = 0
-    for ws in sorted(by_ws):
+    for ws in ordered:
         known = seen[ws]
-        # Log days never decrease, so no later batch looks back past this one's horizon: a bucket older than
-        # it is not written (a batch boundary elsewhere would have dropped it just the same).
-        horizon = max(_log_day(loc) for loc in by_ws[ws]) - window
+        # Log days never decrease, so no later batch looks into a bucket this one leaves behind: it is not
+        # written (a batch boundary elsewhere would have dropped it just the same).
+        first_kept = _first_kept_bucket(max(days_of[ws]), window)
         kept: list[Located] = []
-        for loc in by_ws[ws]:
-            day = _log_day(loc)
+        targets: dict[int, tuple[dict[str, Any] | None, str]] = {}  # day → (its bucket's writes, the day)
+        for loc, day in zip(by_ws[ws], days_of[ws], strict=True):
             mid = loc.event.message_id
-            if any(day - window <= d <= day for d in known.get(mid, ())):
+            prior = known.get(mid)
+            if prior is None:
+                known[mid] = [day]
+            elif any(day - window <= d <= day for d in prior):
                 duplicates += 1
                 continue
-            known.setdefault(mid, []).append(day)
+            else:
+                prior.append(day)
             kept.append(loc)
-            if day >= horizon:
-                u.hset[keys.message_ids(ks, ws, day)][mid] = loc.ulid
-                u.zadd[keys.message_id_days(ks, ws)][str(day)] = day
+            target = targets.get(day)
+            if target is None:
+                bucket = _bucket(day, window)
+                # within a bucket a messageId is new once: its days are within a window of each other
+                writes = u.hset[keys.message_ids(ks, ws, bucket)] if bucket >= first_kept else None
+                if writes is not None:
+                    u.zadd[keys.message_id_days(ks, ws)][str(bucket)] = bucket
+                target = targets[day] = (writes, str(day))
+            if target[0] is not None:
+                target[0][mid] = target[1]
         if kept:
             fresh[ws] = kept
     return fresh, duplicates
+
+
+def _bucket(day: int, window: int) -> int:
+    """The dedupe bucket of a log day: the first day of its run of `window` days."""
+    return day - day % window
+
+
+def _first_kept_bucket(last_day: int, window: int) -> int:
+    """The oldest bucket still holding a day within the window of `last_day`."""
+    return _bucket(last_day - window, window)
 
 
 async def _fold(

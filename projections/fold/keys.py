@@ -36,13 +36,14 @@ def workspaces(ks: Keyspace) -> str:
 
 
 def message_ids(ks: Keyspace, workspace: str, day: int) -> str:
-    """HASH client messageId → event ULID of the events first received on one UTC day (days since the epoch, of
-    the log entry's time): one workspace's dedupe, a bucket a day, kept while the dedupe window covers it."""
+    """HASH client messageId → the log day (days since the epoch, UTC, of the log entry's time) it was first
+    folded on, for the log days `day` … `day + window − 1`: one workspace's dedupe, a bucket per dedupe window of
+    days, kept while the window of the newest log day reaches into it."""
     return f"{workspace_base(ks, workspace)}:mid:{day}"
 
 
 def message_id_days(ks: Keyspace, workspace: str) -> str:
-    """ZSET day → day: which `message_ids` buckets exist."""
+    """ZSET first day → first day: which `message_ids` buckets exist."""
     return f"{workspace_base(ks, workspace)}:mid:days"
 
 
