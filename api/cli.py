@@ -546,11 +546,17 @@ def cmd_fold(args: argparse.Namespace) -> int:
     from projections.fold.applier import Applier
 
     from .logs import configure_logging
-    from .metrics import FoldMetrics
+    from .metrics import FoldMetrics, serve_metrics
 
     settings = _connected(args)
     configure_logging(settings)
     tune_gc()
+    if settings.metrics_port:
+        try:
+            serve_metrics(settings.host, settings.metrics_port)
+        except OSError as exc:
+            raise UsageError(f"--metrics-port {settings.metrics_port}: {exc.strerror or exc}") from None
+        log.info("metrics on http://%s:%s/metrics", settings.host, settings.metrics_port)
 
     async def run() -> None:
         redis_client = connect(settings)
@@ -899,6 +905,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SET",
         help="partitions to fold: all | 0-7,9 (env STREAMFOLD_FOLD_PARTITIONS, default all)",
     )
+    f.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve this process's Prometheus metrics (fold batches, events, archive) at "
+        "http://HOST:PORT/metrics (env STREAMFOLD_METRICS_PORT, default 0: none)",
+    )
+    f.add_argument("--host", help="address of the metrics port (env STREAMFOLD_HOST, default 127.0.0.1)")
 
     w = _group(sub, "workspace", "create, list, disable and configure workspaces")
     wc = _command(w, "create", cmd_workspace_create, "create a workspace and print its keys")

@@ -27,6 +27,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -357,6 +358,13 @@ class _FoldLagSnapshot:
             seconds.add_metric(p, lag.lag_seconds)
             dead.add_metric(p, lag.dead_letters)
         yield from (entries, seconds, dead)
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """A `streamfold fold` process's counters (fold batches, events, archived days) at http://host:port/metrics,
+    answered from a thread of prometheus_client's. The fold lag is not among them: any `serve` reports every
+    partition's."""
+    start_http_server(port, addr=host, registry=REGISTRY)
 
 
 def exposition(lags: list[PartitionLag] | None) -> tuple[bytes, str]:

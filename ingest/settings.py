@@ -70,6 +70,8 @@ class Settings:
     archive_after_days: int = 0
     archive_dir: str = ""  # default: <data_dir>/archive
     archive_interval_seconds: float = 3600.0  # how often a fold worker looks for days to archive
+    # `streamfold fold`: serve its Prometheus metrics on this port (0: none; `serve` has /metrics).
+    metrics_port: int = 0
     # Read API
     attribution_rate_limit_per_minute: int = 7
     key_cache_seconds: float = 5.0
@@ -166,7 +168,7 @@ def _problem(s: Settings, name: str, value: Any) -> str | None:
         return "must not be negative"
     if name == "body_timeout_seconds" and not value > 0:
         return "must be more than 0"
-    if name in ("port", "embedded_port") and not 0 <= value <= 65535:
+    if name in ("port", "embedded_port", "metrics_port") and not 0 <= value <= 65535:
         return "must be a TCP port (0–65535)"
     if name == "log_level" and value not in LOG_LEVELS:
         return f"expected one of {', '.join(LOG_LEVELS)}"

@@ -319,3 +319,55 @@ async def test_events_streamed_by_the_export_endpoint_are_counted(
     lines = r.text.strip().splitlines()
     after = await scrape(client_without_fold)
     assert len(lines) == 30 and changed(before, after, "streamfold_export_events_total") == 30
+
+
+async def test_a_fold_process_serves_its_own_counters_on_its_metrics_port(settings, redis, workspace):
+    from api.embedded import free_port
+
+    from .cli_helpers import clean_env, common_flags, streamfold
+
+    n = 250
+    await append_events(EventLog(redis, settings), workspace.id, make_events(n, seed=5))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "fold", *common_flags(settings), "--metrics-port", str(port)],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        await wait_until_folded(redis, settings.key_prefix, settings.partitions, timeout=60)
+        partition = str(log_keys.partition_of(workspace.id, settings.partitions))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                out = Scrape(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+                if out.value("streamfold_fold_events_total", partition=partition) == n:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the fold process never showed its folded events"
+            await asyncio.sleep(0.05)  # sleep-ok: polling for the server to listen and count
+        assert out.value("streamfold_fold_entries_total", partition=partition) == 3
+        assert _sum(out, "streamfold_fold_batch_duration_seconds_count") >= 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    # a port already taken is one line, not a traceback
+    taken = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)  # sleep-ok: waiting for the squatter to listen
+        r = streamfold("fold", *common_flags(settings), "--metrics-port", str(port))
+        assert r.returncode == 2 and f"--metrics-port {port}" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        taken.terminate()
+        taken.wait(timeout=10)
