@@ -1,4 +1,4 @@
-"""The `streamfold` command: serve, fold, workspaces and keys, rebuild and digest.
+"""The `streamfold` command: serve, fold, workspaces and keys, rebuild, verify and digest.
 
 Every command takes `--redis-url` (or STREAMFOLD_REDIS_URL); without it, commands other than `serve`
 use the embedded server a running `streamfold serve` recorded in its data dir. Common flags go before or after
@@ -494,6 +494,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                     p,
                     rules=FoldRules.of(settings),
                     archive=Archive(settings.archive_root),
+                    lease_ttl_ms=settings.lease_ttl_ms,
                 )
                 progress.remove(bar)
                 if n or live != rebuilt:
@@ -510,6 +511,45 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     if not same:
         raise DigestMismatch("rebuild digest DIFFERS from the live digest")
     print("rebuild digest equals the live digest")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Per partition: the checkpoint, the live digest and the digest of the log replayed up to it, both taken
+    at that checkpoint (the partition's fold pauses for the live digest)."""
+    from ingest.archive import Archive
+    from projections.fold.rebuild import verify_partition
+    from projections.fold.rules import FoldRules
+
+    settings = _connected(args)
+    if args.partition is not None and not 0 <= args.partition < settings.partitions:
+        raise UsageError(f"--partition {args.partition}: outside 0..{settings.partitions - 1}")
+    parts = [args.partition] if args.partition is not None else list(range(settings.partitions))
+
+    async def run(_reg: Any, redis_client: Any) -> list[int]:
+        differ = []
+        for p in parts:
+            v = await verify_partition(
+                redis_client,
+                settings.key_prefix,
+                p,
+                lease_ttl_ms=settings.lease_ttl_ms,
+                rules=FoldRules.of(settings),
+                archive=Archive(settings.archive_root),
+            )
+            mark = "ok" if v.same else "MISMATCH"
+            print(
+                f"partition {p:>3}  checkpoint {v.checkpoint or '-'}  live {v.live}  rebuilt {v.rebuilt}  {mark}",
+                flush=True,
+            )
+            if not v.same:
+                differ.append(p)
+        return differ
+
+    differ = _run(settings, run)
+    if differ:
+        raise DigestMismatch(f"MISMATCH in partitions {' '.join(map(str, differ))}")
+    print("every partition's rebuilt digest equals its live digest")
     return 0
 
 
@@ -1026,6 +1066,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = _command(sub, "rebuild", cmd_rebuild, "replay the log into a fresh namespace and compare digests")
     r.add_argument("--partition", type=int, metavar="P", help="only this partition (default: all)")
+    v = _command(
+        sub,
+        "verify",
+        cmd_verify,
+        "per partition: checkpoint, live and rebuilt digests (exit 1 on a mismatch)",
+    )
+    v.add_argument("--partition", type=int, metavar="P", help="only this partition (default: all)")
     _command(sub, "digest", cmd_digest, "print each partition's projection digest")
 
     from .cli_dlq import add_dlq_commands

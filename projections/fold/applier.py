@@ -34,11 +34,11 @@ from ingest.settings import Settings
 
 from ..errors import FenceLost
 from ..keyspace import Keyspace, workspace_pattern
-from ..scripts import Script
 from . import keys
 from .archiver import archive_partition
 from .fold import GROUP, Fence, fold_entries
 from .forget import forget, pending_jobs
+from .lease import acquire_lease, release_lease, renew_lease
 from .observe import FoldObserver
 from .rules import DEFAULT_RULES, FoldRules
 
@@ -46,10 +46,6 @@ log = logging.getLogger("streamfold.applier")
 # FastStream's own per-batch chatter stays out of the logs; its warnings and errors still show.
 _faststream_log = logging.getLogger("streamfold.faststream")
 _faststream_log.setLevel(logging.WARNING)
-
-RENEW_LEASE = Script(__package__, "renew_lease-1.lua")
-RELEASE_LEASE = Script(__package__, "release_lease-1.lua")
-
 
 T = TypeVar("T")
 MAX_TRANSACTION_BYTES = 1_000_000  # encoded events folded per MULTI/EXEC, at most (one entry may exceed it)
@@ -166,21 +162,14 @@ class PartitionOwner:
         return self.applier.redis
 
     async def acquire(self) -> bool:
-        ttl = self.applier.settings.lease_ttl_ms
-        ok = await self.redis.set(keys.fence_owner(self.ks), self.fence.token, nx=True, px=ttl)
-        if ok:
-            self.fence.epoch = int(await self.redis.incr(keys.fence_epoch(self.ks)))
-        return bool(ok)
+        return await acquire_lease(self.redis, self.ks, self.fence, self.applier.settings.lease_ttl_ms)
 
     async def renew(self) -> bool:
-        ttl = self.applier.settings.lease_ttl_ms
-        return bool(
-            await RENEW_LEASE(self.redis, [keys.fence_owner(self.ks)], token=self.fence.token, ttl_ms=ttl)
-        )
+        return await renew_lease(self.redis, self.ks, self.fence, self.applier.settings.lease_ttl_ms)
 
     async def release(self) -> None:
         with contextlib.suppress(Exception):
-            await RELEASE_LEASE(self.redis, [keys.fence_owner(self.ks)], token=self.fence.token)
+            await release_lease(self.redis, self.ks, self.fence)
 
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
@@ -358,6 +347,8 @@ class Applier:
                         await owner.release()
             except asyncio.CancelledError:
                 raise
+            except FenceLost:
+                log.warning("partition %s: lease lost, stopping", partition)
             except Exception:
                 log.exception("partition %s: owner failed", partition)
             with contextlib.suppress(TimeoutError):
