@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ingest.errors import InvalidRequest, RateLimited, StreamfoldError
+from ingest.errors import InvalidRequest, StreamfoldError, Unavailable
+from ingest.redis_client import STORE_UNAVAILABLE
 
 
 class AttributionError(StreamfoldError):
@@ -36,8 +37,7 @@ def events_error_body(exc: StreamfoldError) -> dict[str, Any]:
 
 
 def _headers(exc: StreamfoldError) -> dict[str, str]:
-    inner = exc.inner if isinstance(exc, AttributionError) else exc
-    return inner.headers if isinstance(inner, RateLimited) else {}
+    return exc.inner.headers if isinstance(exc, AttributionError) else exc.headers
 
 
 async def handle_streamfold_error(request: Request, exc: Exception) -> JSONResponse:
@@ -69,7 +69,17 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(events_error_body(err), status_code=exc.status_code)
 
 
+async def handle_store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Redis down, restarting or full (`STORE_UNAVAILABLE`): 503 with `Retry-After`, in the route's error shape."""
+    err: StreamfoldError = Unavailable(f"the store is unavailable, retry later ({exc})")
+    if request.url.path.startswith("/public-api/"):
+        err = AttributionError(err)
+    return await handle_streamfold_error(request, err)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(StreamfoldError, handle_streamfold_error)
+    for unavailable in STORE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, handle_store_unavailable)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)

@@ -13,13 +13,11 @@ import logging.config
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from ingest.errors import StreamfoldError
+from ingest.redis_client import STORE_UNAVAILABLE
 from ingest.settings import Settings
 
-EXPECTED = (StreamfoldError, RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+EXPECTED = (StreamfoldError, *STORE_UNAVAILABLE, ConnectionError, TimeoutError)
 _ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
 

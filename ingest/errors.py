@@ -19,6 +19,7 @@ class StreamfoldError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}  # HTTP headers the answer carries (e.g. Retry-After)
 
 
 class InvalidRequest(StreamfoldError):
@@ -76,7 +77,13 @@ class RateLimited(StreamfoldError):
 
 
 class Unavailable(StreamfoldError):
-    """A backing store did not answer; nothing was stored, and the client should retry (SDKs retry 5xx)."""
+    """A backing store cannot take the request now (down, restarting, full): the client should retry after
+    `Retry-After` seconds (SDKs retry 5xx)."""
 
     status = 503
     code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

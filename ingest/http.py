@@ -15,12 +15,11 @@ from urllib.parse import parse_qs
 
 import msgspec
 from fastapi import APIRouter, Request, Response
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import RateLimited, StreamfoldError, Unavailable
+from .errors import StreamfoldError, Unavailable
 from .receive import BatchRejected, BatchTooLarge, OriginRefused, Receiver
+from .redis_client import STORE_UNAVAILABLE
 from .workspaces import key_from_authorization
 
 SUCCESS_BODY = b'{"success":true}'
@@ -97,7 +96,7 @@ def error_answer(exc: StreamfoldError, headers: dict[str, str]) -> Answer:
         body["errors"] = exc.details
     elif exc.details is not None:
         body["details"] = exc.details
-    if isinstance(exc, RateLimited):
+    if exc.headers:
         headers = {**headers, **exc.headers}
     return exc.status, _encoder.encode(body), headers
 
@@ -141,7 +140,7 @@ async def answer_messages(receiver: Receiver, route: IngestRoute, inc: Incoming,
     except StreamfoldError as exc:
         answer = error_answer(exc, {} if isinstance(exc, OriginRefused) else headers)
         return answer if body is not None else closing(answer)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except STORE_UNAVAILABLE as exc:
         answer = error_answer(Unavailable(f"the event log is unavailable, retry later ({exc})"), headers)
         return answer if body is not None else closing(answer)
     if receipt.rejected:

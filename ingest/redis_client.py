@@ -2,6 +2,7 @@
 
 redis-py's asyncio connection packs each command in Python, which dominated the fold's profile (every
 ZADD member and HSET field goes through it); hiredis's `pack_command` does the same bytes in C.
+`STORE_UNAVAILABLE` are the Redis failures that mean "not now, retry" (answered 503 by every HTTP layer).
 """
 
 from __future__ import annotations
@@ -10,6 +11,13 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Connection, Redis
+from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
+
+# Redis cannot take a command now, and may later: it is down or restarting (refused, reset, timed out, still
+# loading its append-only file: BusyLoadingError is a ConnectionError), or full (`maxmemory` reached under
+# `noeviction`: it refuses writes with OOM, and refuses a whole MULTI/EXEC that holds one). What was refused was
+# not stored; a request refused mid-way may have been, and its re-sending is deduplicated by messageId.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, OutOfMemoryError)
 
 
 class HiredisPackingConnection(Connection):

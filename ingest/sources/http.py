@@ -13,13 +13,12 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, Request, Response
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import InvalidRequest, NotFound, StreamfoldError, Unavailable
 from ..http import error_response
 from ..keys import email_signing_secrets
 from ..receive import Receiver, decompress
+from ..redis_client import STORE_UNAVAILABLE
 from ..workspaces import Workspace, key_from_authorization
 from . import crm, email
 
@@ -103,7 +102,7 @@ async def crm_sync(request: Request) -> Response:
         await receiver.store(workspace, plan.events)
     except StreamfoldError as exc:
         return failed(exc, sent)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except STORE_UNAVAILABLE as exc:
         return failed(Unavailable(f"the event log is unavailable, retry later ({exc})"), sent)
     receiver.observer.received("crm", len(plan.events), [CRM_REJECTED] * len(rejected))
     return _json({"success": True, "accepted": plan.accepted, "rejected": rejected})
@@ -150,7 +149,7 @@ async def email_webhook(provider: str, request: Request) -> Response:
         await receiver.store(workspace, plan.events)
     except StreamfoldError as exc:
         return failed(exc, sent)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except STORE_UNAVAILABLE as exc:
         return failed(Unavailable(f"the event log is unavailable, retry later ({exc})"), sent)
     receiver.observer.received("email", len(plan.events), [EMAIL_REJECTED] * len(rejected))
     if rejected:
