@@ -24,19 +24,20 @@ from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.message import RedisBatchStreamMessage
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from ingest import keys as log_keys
 from ingest.archive import Archive
 from ingest.ids import new_token
 from ingest.log import encoded_size
+from ingest.redis_client import STORE_UNAVAILABLE
 from ingest.settings import Settings
 
 from ..errors import FenceLost
 from ..keyspace import Keyspace, workspace_pattern
 from . import keys
 from .archiver import archive_partition
-from .fold import GROUP, Fence, fold_entries
+from .fold import GROUP, Fence, FoldResult, fold_entries
 from .forget import forget, pending_jobs
 from .lease import acquire_lease, release_lease, renew_lease
 from .observe import FoldObserver
@@ -156,6 +157,7 @@ class PartitionOwner:
         self.lost = asyncio.Event()
         self._archiving: asyncio.Task[None] | None = None
         self._archive_due = 0.0
+        self._folding = asyncio.Lock()  # one fold at a time: the subscriber's batches, drains, orphan checks
 
     @property
     def redis(self) -> Redis:
@@ -172,20 +174,60 @@ class PartitionOwner:
             await release_lease(self.redis, self.ks, self.fence)
 
     async def fold(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
-        for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
-            started = time.perf_counter()
-            result = await fold_entries(
-                self.redis,
-                self.ks,
-                chunk,
-                fence=self.fence,
-                rules=self.applier.rules,
-                archive=self.applier.archive,
-            )
-            self.applier.observer.folded(self.partition, result, time.perf_counter() - started)
-            if result.deletions:
-                await self.forget_pending()
+        async with self._folding:
+            # Bound each transaction's size so one big read batch never blocks Redis (and queries) for long.
+            for chunk in chunk_entries(entries, MAX_TRANSACTION_BYTES):
+                started = time.perf_counter()
+                result = await self._fold_until_stored(chunk)
+                self.applier.observer.folded(self.partition, result, time.perf_counter() - started)
+                if result.deletions:
+                    await self.forget_pending()
+
+    async def _fold_until_stored(self, chunk: list[tuple[bytes, dict[bytes, bytes]]]) -> FoldResult:
+        """Fold one chunk; while Redis is out of memory, keep the lease and try again. Full, Redis refuses the
+        whole MULTI/EXEC (it holds the checkpoint's SET, a write that may grow memory): nothing was written."""
+        delay = 0.05
+        while True:
+            try:
+                result = await fold_entries(
+                    self.redis,
+                    self.ks,
+                    chunk,
+                    fence=self.fence,
+                    rules=self.applier.rules,
+                    archive=self.applier.archive,
+                )
+            except OutOfMemoryError:
+                if self.lost.is_set():
+                    raise
+                if delay == 0.05:
+                    log.warning(
+                        "partition %s: Redis is out of memory; retrying until it takes writes", self.partition
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.lost.wait(), timeout=delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if delay > 0.05:
+                log.warning("partition %s: Redis takes writes again; folding on", self.partition)
+            return result
+
+    async def fold_orphans(self) -> None:
+        """Fold entries pending on the group for a whole lease: a stale owner's read, blocked in Redis when its
+        lease ran out, took them, and the group delivers them to nobody again. Folding up to the newest of
+        them folds every entry between the checkpoint and it (`fold_entries` starts at the checkpoint)."""
+        stream = log_keys.log(self.ks.prefix, self.partition)
+        idle = await self.redis.xpending_range(
+            stream,
+            GROUP,
+            "-",
+            "+",
+            self.applier.settings.fold_batch_entries,
+            idle=self.applier.settings.lease_ttl_ms,
+        )
+        if idle:
+            newest = idle[-1]["message_id"]
+            await self.fold([(eid, f) for eid, f in await self.redis.xrange(stream, newest, newest) if f])
 
     async def forget_pending(self) -> None:
         """Run the partition's requests to forget a person to their end (the fold waits: the workspace is folded
@@ -284,6 +326,9 @@ class PartitionOwner:
             except FenceLost:
                 log.warning("partition %s: lease lost, stopping", self.partition)
                 self.lost.set()
+            except STORE_UNAVAILABLE as exc:
+                log.warning("partition %s: Redis unavailable (%s); restarting ownership", self.partition, exc)
+                self.lost.set()
             except Exception:
                 log.exception("partition %s: fold failed; restarting ownership", self.partition)
                 self.lost.set()
@@ -299,6 +344,7 @@ class PartitionOwner:
                     self.lost.set()
                 if not self.lost.is_set():
                     self._archive_when_due()
+                    await self.fold_orphans()
         finally:
             with contextlib.suppress(Exception):
                 await sub.stop()
@@ -335,10 +381,12 @@ class Applier:
 
     async def _own_forever(self, partition: int) -> None:
         retry = max(self.settings.lease_ttl_ms / 4000, 0.05)
+        said_unavailable = False
         while not self._stopping.is_set():
             owner = PartitionOwner(self, partition)
             try:
                 if await owner.acquire():
+                    said_unavailable = False
                     self._owners[partition] = owner
                     try:
                         await owner.run()
@@ -349,6 +397,11 @@ class Applier:
                 raise
             except FenceLost:
                 log.warning("partition %s: lease lost, stopping", partition)
+            except STORE_UNAVAILABLE as exc:
+                # one line when Redis goes away (or fills up), not one per attempt until it is back
+                level = logging.DEBUG if said_unavailable else logging.WARNING
+                said_unavailable = True
+                log.log(level, "partition %s: Redis unavailable (%s); trying again", partition, exc)
             except Exception:
                 log.exception("partition %s: owner failed", partition)
             with contextlib.suppress(TimeoutError):

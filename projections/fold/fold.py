@@ -87,6 +87,9 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+GAP_CHUNK = 500  # entries read at a time between the checkpoint and a batch (`_fold_gap`)
+
+
 async def fold_entries(
     redis: Redis,
     ks: Keyspace,
@@ -98,7 +101,8 @@ async def fold_entries(
     archive: Archive | None = None,
     only: str | None = None,
 ) -> FoldResult:
-    """Apply `entries` (log order) exactly once. Raises `FenceLost` if another applier owns the partition.
+    """Apply `entries` (log order) exactly once, after every entry of the stream between the checkpoint and the
+    first of them. Raises `FenceLost` if another applier owns the partition.
     With `only`, the events of other workspaces are passed over (a workspace folded again on its own).
 
     An entry of settings is a transaction of its own: the entries before it fold under the settings before it,
@@ -107,20 +111,84 @@ async def fold_entries(
     retention horizon moves by whole days, so every event is folded under the horizon of its own log day,
     whatever the batches. (Without retention nothing depends on where a log day ends — the dedupe window reads
     every day it spans — so a batch folds whole.)"""
-    result = FoldResult(None, 0, 0, 0, 0)
     with _collector_paused():
-        for segment in await _segments(redis, ks, entries):
-            part = await _fold(
+        gap = await _fold_gap(
+            redis, ks, entries, fence=fence, ack_group=ack_group, rules=rules, archive=archive, only=only
+        )
+        return _sum(
+            gap,
+            await _fold_segments(
+                redis, ks, entries, fence=fence, ack_group=ack_group, rules=rules, archive=archive, only=only
+            ),
+        )
+
+
+async def _fold_gap(
+    redis: Redis,
+    ks: Keyspace,
+    entries: list[tuple[bytes, dict[bytes, bytes]]],
+    *,
+    fence: Fence | None,
+    ack_group: str | None,
+    rules: FoldRules,
+    archive: Archive | None,
+    only: str | None,
+) -> FoldResult:
+    """Fold the stream's entries between the checkpoint and the first of `entries`, if any: the checkpoint never
+    jumps over an entry. A consumer group delivers an entry once; one delivered to a stale owner (a read of its
+    was blocked in Redis when its lease ran out) stays pending on the group while the new owner reads on, and
+    would otherwise be skipped for good once the checkpoint passed it."""
+    result = FoldResult(None, 0, 0, 0, 0)
+    if not entries:
+        return result
+    first = entries[0][0].decode() if isinstance(entries[0][0], bytes) else entries[0][0]
+    stream = log_keys.log(ks.prefix, ks.partition)
+    while True:
+        ckpt = await read_checkpoint(redis, ks)
+        if ckpt is not None and stream_id(ckpt) >= stream_id(first):
+            return result
+        gap = await redis.xrange(stream, f"({ckpt}" if ckpt else "-", f"({first}", count=GAP_CHUNK)
+        if not gap:
+            return result
+        result = _sum(
+            result,
+            await _fold_segments(
+                redis, ks, gap, fence=fence, ack_group=ack_group, rules=rules, archive=archive, only=only
+            ),
+        )
+
+
+def _sum(a: FoldResult, b: FoldResult) -> FoldResult:
+    return FoldResult(
+        b.checkpoint or a.checkpoint,
+        a.applied_entries + b.applied_entries,
+        a.applied_events + b.applied_events,
+        a.duplicates + b.duplicates,
+        a.dead_letters + b.dead_letters,
+        a.deletions + b.deletions,
+    )
+
+
+async def _fold_segments(
+    redis: Redis,
+    ks: Keyspace,
+    entries: list[tuple[bytes, dict[bytes, bytes]]],
+    *,
+    fence: Fence | None,
+    ack_group: str | None,
+    rules: FoldRules,
+    archive: Archive | None,
+    only: str | None,
+) -> FoldResult:
+    """`entries` folded a transaction per segment (`_segments`)."""
+    result = FoldResult(None, 0, 0, 0, 0)
+    for segment in await _segments(redis, ks, entries):
+        result = _sum(
+            result,
+            await _fold(
                 redis, ks, segment, fence=fence, ack_group=ack_group, rules=rules, archive=archive, only=only
-            )
-            result = FoldResult(
-                part.checkpoint or result.checkpoint,
-                result.applied_entries + part.applied_entries,
-                result.applied_events + part.applied_events,
-                result.duplicates + part.duplicates,
-                result.dead_letters + part.dead_letters,
-                result.deletions + part.deletions,
-            )
+            ),
+        )
     return result
 
 
