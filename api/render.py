@@ -1,12 +1,20 @@
-"""How read answers are rendered, shared by the routers: JSON through msgspec, timestamps in ISO 8601 UTC."""
+"""How read answers are rendered, shared by the routers: JSON through msgspec, timestamps in ISO 8601 UTC, offset
+pages (their `page` and `limit` query parameters and the answer's page block)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from fastapi import Query
 from fastapi.responses import JSONResponse
+
+# The last page anyone may ask for: the offset (page − 1) × limit stays far inside the 64-bit integers Redis and
+# msgpack take (an unbounded page was a 500), and still reaches past 10^11 events.
+MAX_PAGE = 1_000_000_000
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page number (1–{MAX_PAGE}).")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Results per page (1–100).")]
 
 
 class FastJSON(JSONResponse):

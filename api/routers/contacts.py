@@ -22,13 +22,11 @@ from projections.identity import (
 from projections.keyspace import Keyspace
 
 from ..deps import ContactsReader, ServicesDep
-from ..render import iso_ms, pagination
+from ..render import Limit, Page, iso_ms, pagination
 
 contacts_router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 companies_router = APIRouter(prefix="/v1/companies", tags=["companies"])
 
-Page = Annotated[int, Query(ge=1, description="Page number.")]
-Limit = Annotated[int, Query(ge=1, le=100, description="Results per page (1–100).")]
 SortDir = Annotated[Literal["asc", "desc"], Query(description="By creation time.")]
 
 

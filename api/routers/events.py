@@ -23,7 +23,7 @@ from projections.events import (
 from projections.identity import NO_ENRICHMENT, Enrichment, read_contact_ids_of_events, read_enrichments
 
 from ..deps import EventsReader, ServicesDep
-from ..render import FastJSON, iso_ms, pagination
+from ..render import FastJSON, Limit, Page, iso_ms, pagination
 
 router = APIRouter(prefix="/v1/events", tags=["events"], default_response_class=FastJSON)
 
@@ -105,8 +105,8 @@ BoolParam = Annotated[bool, Query()]
 async def list_events(
     tenant: EventsReader,
     services: ServicesDep,
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: Page = 1,
+    limit: Limit = 20,
     event_type: str | None = None,
     contact_id: str | None = None,
     domain: str | None = None,
