@@ -1,0 +1,81 @@
+"""Chunked sorted sets: a sorted set kept as small keys of at most CHUNK_MAX members, so every key stays in the
+server's compact listpack encoding (a few bytes per member, against ~80 for a skiplist) however big the set.
+
+A set is one key while small; past CHUNK_MAX it splits like a B-tree leaf, and a directory ZSET finds the chunk
+of a member by its key (`keys.ChunkedSet`). Members are bytes starting with a KEY_LEN-byte key (`records.py`);
+all scores are 0, so order is the members' bytes and ranges are BYLEX. The fold adds members in log order
+(`ChunkAdds`, one `chunk_add-1.lua` call in the batch's transaction), so a set's layout depends on the log only,
+not on where batches end: a rebuild gives the same keys. Reads walk the chunks server-side (`read_ranges`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from ..scripts import Script, lua_string
+from ..updates import Updates
+from .keys import ChunkedSet
+from .records import KEY_LEN
+
+CHUNK_MAX = (
+    120  # below zset-max-listpack-entries (128 by default): a chunk never leaves the listpack encoding
+)
+CHUNK_ADD = Script(__package__, "chunk_add-1.lua")
+CHUNK_RANGE = Script(__package__, "chunk_range-1.lua")
+
+
+class ChunkAdds:
+    """The members one fold batch adds to chunked sets, each set's in log order."""
+
+    def __init__(self) -> None:
+        self._sets: dict[ChunkedSet, list[bytes]] = {}
+
+    def add(self, s: ChunkedSet, member: bytes) -> None:
+        members = self._sets.get(s)
+        if members is None:
+            members = self._sets[s] = []
+        members.append(member)
+
+    def queue(self, u: Updates) -> None:
+        """Add them in the batch's transaction (one script call, after the batch's other updates)."""
+        if not self._sets:
+            return
+        sets = [
+            [s.first, s.directory, s.stem, s.tail, *map(lua_string, members)]
+            for s, members in self._sets.items()
+        ]
+        u.scripts.append((CHUNK_ADD, [sets[0][0]], {"sets": sets, "max": CHUNK_MAX, "keylen": KEY_LEN}))
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Members of `set` between BYLEX bounds (b'-', b'+', b'[' + x, b'(' + x), ascending, or descending from
+    `hi` when `rev`; at most `count` (−1: all)."""
+
+    set: ChunkedSet
+    lo: bytes
+    hi: bytes
+    rev: bool = False
+    count: int = -1
+
+
+async def read_ranges(redis: Redis, ranges: list[Range]) -> list[list[bytes]]:
+    """The members of each range, in one script call."""
+    if not ranges:
+        return []
+    packed = [
+        [
+            r.set.first,
+            r.set.directory,
+            r.set.stem,
+            r.set.tail,
+            lua_string(r.lo),
+            lua_string(r.hi),
+            r.rev,
+            r.count,
+        ]
+        for r in ranges
+    ]
+    return await CHUNK_RANGE(redis, [ranges[0].set.first], ranges=packed, keylen=KEY_LEN)

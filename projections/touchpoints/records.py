@@ -1,0 +1,210 @@
+"""How the touchpoints projection writes its records: binary chain and conversion-index members, and the few
+documents beside them. `chains` encodes them in the fold, `read` decodes them; nothing else knows the layout.
+
+Every member starts with a 22-byte key, event time (6 bytes, big-endian ms) then the event's ULID (16 bytes),
+so byte order is (time, id) order and BYLEX ranges on a time prefix select a window. What follows the key is
+only what cannot be derived: a touchpoint's source (one byte) and, rarely, its log position; a conversion's
+visitors, page URL (an id into a per-workspace dictionary) and order fields. The log position is written as
+the ULID's millisecond plus an offset (usually 0), like `projections.located.member_of` does for events.
+A member stays within MEMBER_MAX bytes so that the small keys holding it keep their listpack encoding; a
+conversion that would not fit keeps its record in `keys.conversion_docs` ("spilled").
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import msgspec
+
+from ..located import ULID_LEN, stream_id
+from .classify import AD_FIELDS, SOURCES, Classified
+
+KEY_LEN = 22  # time (6) + ULID (16)
+MAX_SORT_MS = 9_999_999_999_999  # 13 digits: the cursor form of a key (`key_text`) keeps its width
+MEMBER_MAX = 64  # the server's zset-max-listpack-value: a longer member turns its whole key into a skiplist
+HAS_AD_FIELDS = 0x80  # in a touchpoint's source byte: `keys.tp_ad_docs` holds its ad hierarchy fields
+# The stored code of a source is its place in SOURCES: a source added to the vocabulary goes at the end
+# (anywhere else, bump PROJECTION_FORMAT).
+SOURCE_CODES = {s: i for i, s in enumerate(SOURCES)}
+assert len(SOURCES) < HAS_AD_FIELDS
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_INT32 = str.maketrans(_CROCKFORD, "0123456789abcdefghijklmnopqrstuv")  # what int(…, 32) reads
+_FROM_B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())  # RFC 4648 → Crockford
+
+
+def sort_ms(ts: int) -> int:
+    """The event time as a key holds it (clamped to 0 … MAX_SORT_MS; the exact time rides along if clamped)."""
+    return min(max(ts, 0), MAX_SORT_MS)
+
+
+def time_key(ts: int) -> bytes:
+    """The 6-byte time prefix of a key: BYLEX bounds of a time range."""
+    return sort_ms(ts).to_bytes(6, "big")
+
+
+def ulid_bytes(ulid: str) -> bytes:
+    """A ULID's 16 bytes (from its 26 Crockford base32 characters)."""
+    return int(ulid.translate(_TO_INT32), 32).to_bytes(16, "big")
+
+
+def ulid_text(raw: bytes) -> str:
+    """The 26 characters of a ULID's 16 bytes: RFC 4648 base32 of 20 bytes whose first 30 bits are zero."""
+    return base64.b32encode(b"\x00\x00\x00\x00" + raw).translate(_FROM_B32)[6:].decode()
+
+
+def event_key(ts: int, ulid: str) -> bytes:
+    return time_key(ts) + ulid_bytes(ulid)
+
+
+def key_text(key: bytes) -> str:
+    """The text form of a key, `<13-digit ms><ULID>` (cursors and row keys): same order as the bytes."""
+    return f"{int.from_bytes(key[:6], 'big'):013d}{ulid_text(key[6:KEY_LEN])}"
+
+
+def key_of_text(text: str) -> bytes:
+    """The bytes a `key_text` stands for, as a BYLEX bound: text past a whole key sorts after every member
+    with that key (b'\\xff'); a text holding only the time gives the time prefix."""
+    key = int(text[:13]).to_bytes(6, "big")
+    if len(text) >= 13 + ULID_LEN:
+        key += ulid_bytes(text[13 : 13 + ULID_LEN])
+        if len(text) > 13 + ULID_LEN:
+            key += b"\xff"
+    return key
+
+
+def ulid_ms(raw: bytes) -> int:
+    """The millisecond in a ULID's bytes (its first 6)."""
+    return int.from_bytes(raw[:6], "big")
+
+
+def position_offset(ulid: str, entry_id: str) -> tuple[int, int]:
+    """(entry ms − the ULID's ms, entry sequence): the log position written short."""
+    ms, seq = stream_id(entry_id)
+    return ms - int(ulid[:10].translate(_TO_INT32), 32), seq
+
+
+# ---------------------------------------------------------------- touchpoints
+
+
+class TouchTail(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
+    """What a touchpoint member carries after its source byte, when anything is not the default."""
+
+    entry_offset: int = 0
+    entry_seq: int = 0
+    ts: int | None = None  # the exact event time when the key's is clamped
+
+
+class AdFields(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
+    """A touchpoint's ad hierarchy (`keys.tp_ad_docs`, a JSON array), in AD_FIELDS order."""
+
+    account_id: str | None = None
+    account_name: str | None = None
+    campaign_id: str | None = None
+    campaign_name: str | None = None
+    adset_id: str | None = None
+    adset_name: str | None = None
+    ad_id: str | None = None
+    ad_name: str | None = None
+
+
+assert AdFields.__struct_fields__ == AD_FIELDS
+
+_enc = msgspec.msgpack.Encoder()
+_json = msgspec.json.Encoder()
+_tail_dec = msgspec.msgpack.Decoder(TouchTail)
+_ad_dec = msgspec.json.Decoder(AdFields)
+_NO_TAIL = _enc.encode(TouchTail())
+_NO_AD = AdFields()
+
+
+def touch_member(ts: int, ulid: str, entry_id: str, touch: Classified) -> tuple[bytes, str | None]:
+    """A touchpoint's chain member, and its ad hierarchy document (JSON; None: it has no ad field)."""
+    offset, seq = position_offset(ulid, entry_id)
+    ad = AdFields(*(getattr(touch, f) for f in AD_FIELDS))
+    doc = _json.encode(ad).decode() if ad != _NO_AD else None
+    code = SOURCE_CODES[touch.source] | (HAS_AD_FIELDS if doc is not None else 0)
+    tail = _enc.encode(TouchTail(offset, seq, ts if sort_ms(ts) != ts else None))
+    member = event_key(ts, ulid) + bytes((code,)) + (b"" if tail == _NO_TAIL else tail)
+    return member, doc
+
+
+@dataclass(frozen=True, slots=True)
+class TouchRef:
+    """A touchpoint as its chain member tells it."""
+
+    key: bytes  # KEY_LEN bytes: (time, ULID) order
+    ts: int
+    source: str
+    has_ad_fields: bool
+    entry: tuple[int, int]  # its log entry, as `stream_id` gives it
+
+    @property
+    def id(self) -> str:
+        return f"tp_{ulid_text(self.key[6:])}"
+
+
+def read_touch_member(m: bytes) -> TouchRef:
+    key = m[:KEY_LEN]
+    code = m[KEY_LEN]
+    base = ulid_ms(key[6:])
+    if len(m) == KEY_LEN + 1:
+        ts, entry = int.from_bytes(key[:6], "big"), (base, 0)
+    else:
+        t = _tail_dec.decode(m[KEY_LEN + 1 :])
+        ts = t.ts if t.ts is not None else int.from_bytes(key[:6], "big")
+        entry = (base + t.entry_offset, t.entry_seq)
+    return TouchRef(key, ts, SOURCES[code & ~HAS_AD_FIELDS], bool(code & HAS_AD_FIELDS), entry)
+
+
+def classified(source: str, doc: bytes | None) -> Classified:
+    """A touchpoint's source with its ad hierarchy fields (from its `keys.tp_ad_docs` document, if any)."""
+    if doc is None:
+        return Classified(source)
+    ad = _ad_dec.decode(doc)
+    return Classified(source, *(getattr(ad, f) for f in AD_FIELDS))
+
+
+# ---------------------------------------------------------------- conversions
+
+
+class ConversionRecord(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
+    """What a conversion-index member carries after its key (a msgpack array, trailing defaults left out: the
+    fields most conversions have come first); a spilled one carries its position and `spilled` only, and
+    `keys.conversion_docs` holds the whole record."""
+
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    url: int = 0  # the page URL's id in `keys.conversion_urls` (0: none)
+    entry_offset: int = 0
+    entry_seq: int = 0
+    amount: float = 0.0
+    order_id: str | None = None
+    order_name: str | None = None
+    is_upsell: bool = False
+    ts: int | None = None  # the exact event time when the key's is clamped
+    spilled: bool = False
+
+
+_conv_dec = msgspec.msgpack.Decoder(ConversionRecord)
+_conv_json_dec = msgspec.json.Decoder(ConversionRecord)
+
+
+def conversion_member(ts: int, ulid: str, record: ConversionRecord) -> tuple[bytes, str | None]:
+    """A conversion's index member, and its spilled document (JSON; None: the member holds it all)."""
+    key = event_key(ts, ulid)
+    member = key + _enc.encode(record)
+    if len(member) <= MEMBER_MAX:
+        return member, None
+    short = ConversionRecord(entry_offset=record.entry_offset, entry_seq=record.entry_seq, spilled=True)
+    return key + _enc.encode(short), _json.encode(record).decode()
+
+
+def read_conversion_member(m: bytes) -> tuple[bytes, ConversionRecord]:
+    """(key, record) of an index member; a spilled record is read from its document (`decode_conversion_doc`)."""
+    return m[:KEY_LEN], _conv_dec.decode(m[KEY_LEN:])
+
+
+def decode_conversion_doc(doc: bytes) -> ConversionRecord:
+    return _conv_json_dec.decode(doc)

@@ -1,0 +1,184 @@
+"""The touchpoints projection's storage: chunked sorted sets stay small and listpack-encoded whatever their size,
+their layout depends only on the order members were added, and ranges read back exactly; binary records
+round-trip."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from redis.asyncio import Redis
+
+from ingest.ids import ulid
+from ingest.settings import Settings
+from projections.keyspace import Keyspace
+from projections.touchpoints import keys
+from projections.touchpoints.chunks import CHUNK_MAX, ChunkAdds, Range, read_ranges
+from projections.touchpoints.classify import Classified
+from projections.touchpoints.records import (
+    MAX_SORT_MS,
+    MEMBER_MAX,
+    ConversionRecord,
+    classified,
+    conversion_member,
+    decode_conversion_doc,
+    key_of_text,
+    key_text,
+    read_conversion_member,
+    read_touch_member,
+    touch_member,
+    ulid_bytes,
+    ulid_text,
+)
+from projections.updates import Updates
+
+N = 1500
+
+
+def _members(n: int, seed: int) -> list[bytes]:
+    """`n` members with keys of a few hundred distinct milliseconds (ties too) and tails of varied length."""
+    rng = random.Random(seed)
+    return [
+        rng.randrange(400).to_bytes(6, "big") + rng.randbytes(16) + rng.randbytes(rng.randrange(0, 12))
+        for _ in range(n)
+    ]
+
+
+async def _add(redis: Redis, s: keys.ChunkedSet, members: list[bytes], batch: int) -> None:
+    for i in range(0, len(members), batch):
+        adds = ChunkAdds()
+        for m in members[i : i + batch]:
+            adds.add(s, m)
+        u = Updates()
+        adds.queue(u)
+        async with redis.pipeline(transaction=True) as pipe:
+            u.queue(pipe)
+            await pipe.execute()
+
+
+async def _contents(redis: Redis, s: keys.ChunkedSet) -> dict[str, list[bytes]]:
+    """Every key of the set and its members."""
+    out = {s.first: await redis.zrange(s.first, 0, -1), s.directory: await redis.zrange(s.directory, 0, -1)}
+    for n in range(1, len(out[s.directory]) + 1):
+        out[s.chunk(n)] = await redis.zrange(s.chunk(n), 0, -1)
+    return out
+
+
+def _set(settings: Settings, name: str) -> keys.ChunkedSet:
+    return keys.tp_chain(Keyspace(settings.key_prefix, 0), "ws_test", name)
+
+
+@pytest.mark.parametrize("in_order", [True, False], ids=["appended in order", "added at random"])
+async def test_a_big_set_is_kept_in_small_listpack_chunks(redis, settings, in_order):
+    members = _members(N, 1)
+    if in_order:
+        members.sort()
+    s = _set(settings, "v")
+    await _add(redis, s, members, 97)
+    chunks = await _contents(redis, s)
+    del chunks[s.directory]
+    assert len(chunks) > N // CHUNK_MAX
+    for key, held in chunks.items():
+        assert 0 < len(held) <= CHUNK_MAX
+        assert await redis.object("encoding", key) == b"listpack"
+    assert sorted(m for held in chunks.values() for m in held) == sorted(members)
+    if in_order:  # appending fills every chunk but the last
+        assert sorted(map(len, chunks.values()))[1:] == [CHUNK_MAX] * (len(chunks) - 1)
+
+
+async def test_layout_depends_only_on_the_order_members_came_in(redis, settings):
+    members = _members(N, 2)
+    a, b = _set(settings, "a"), _set(settings, "b")
+    await _add(redis, a, members, 1000)
+    await _add(redis, b, members, 7)
+    ca, cb = await _contents(redis, a), await _contents(redis, b)
+    assert list(ca.values()) == list(cb.values())
+
+
+def _bound(rng: random.Random, members: list[bytes]) -> bytes:
+    kind = rng.randrange(5)
+    if kind == 0:
+        return rng.choice([b"-", b"+"])
+    m = rng.choice(members)
+    x = m[: rng.choice([6, 22, len(m)])]  # a time prefix, a whole key, or a whole member
+    return rng.choice([b"[", b"("]) + x
+
+
+def _expected(members: list[bytes], lo: bytes, hi: bytes, rev: bool, count: int) -> list[bytes]:
+    def above(m: bytes) -> bool:
+        return lo == b"-" or (lo != b"+" and (m >= lo[1:] if lo[:1] == b"[" else m > lo[1:]))
+
+    def below(m: bytes) -> bool:
+        return hi == b"+" or (hi != b"-" and (m <= hi[1:] if hi[:1] == b"[" else m < hi[1:]))
+
+    out = sorted((m for m in members if above(m) and below(m)), reverse=rev)
+    return out if count < 0 else out[:count]
+
+
+async def test_ranges_read_exactly_what_one_sorted_set_would_give(redis, settings):
+    members = _members(N, 3)
+    s, small = _set(settings, "r"), _set(settings, "small")
+    await _add(redis, s, members, 250)
+    await _add(redis, small, members[:50], 250)
+    rng = random.Random(4)
+    ranges, expected = [], []
+    for _ in range(300):
+        target, held = (s, members) if rng.random() < 0.8 else (small, members[:50])
+        lo, hi = _bound(rng, held), _bound(rng, held)
+        rev, count = rng.random() < 0.5, rng.choice([-1, 1, 5, 130, 400])
+        ranges.append(Range(target, lo, hi, rev, count))
+        expected.append(_expected(held, lo, hi, rev, count))
+    assert await read_ranges(redis, ranges) == expected
+
+
+def test_ulids_round_trip_through_their_16_bytes():
+    for _ in range(1000):
+        u = ulid()
+        assert ulid_text(ulid_bytes(u)) == u
+    assert ulid_bytes("00000000000000000000000000") == bytes(16)
+    assert ulid_text(b"\xff" * 16) == "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
+
+
+def test_key_text_orders_like_the_key_bytes():
+    keys_ = sorted(
+        t.to_bytes(6, "big") + ulid_bytes(ulid()) for t in (0, 1, 10**12, MAX_SORT_MS) for _ in range(5)
+    )
+    texts = [key_text(k) for k in keys_]
+    assert texts == sorted(texts)
+    assert [key_of_text(t) for t in texts] == keys_
+    assert key_of_text(texts[0] + "~") == keys_[0] + b"\xff"
+
+
+@pytest.mark.parametrize(
+    "ts, entry_ms_after, seq",
+    [(1_780_000_000_000, 0, 0), (1_780_000_000_000, 3, 2), (-5, 0, 0), (MAX_SORT_MS + 9, 7, 0)],
+    ids=["plain", "later entry", "before 1970", "far future"],
+)
+def test_a_touchpoint_member_tells_its_time_source_and_log_position(ts, entry_ms_after, seq):
+    u = ulid()
+    entry_ms = int.from_bytes(ulid_bytes(u)[:6], "big") + entry_ms_after
+    touch = Classified("google_ads", campaign_name="brand", ad_name="ad 7")
+    member, doc = touch_member(ts, u, f"{entry_ms}-{seq}", touch)
+    ref = read_touch_member(member)
+    assert (ref.id, ref.ts, ref.source, ref.entry) == (f"tp_{u}", ts, "google_ads", (entry_ms, seq))
+    assert ref.has_ad_fields and classified(ref.source, doc.encode()) == touch
+    plain, no_doc = touch_member(ts, u, f"{entry_ms}-{seq}", Classified("direct"))
+    assert no_doc is None and not read_touch_member(plain).has_ad_fields
+    if (ts, entry_ms_after, seq) == (1_780_000_000_000, 0, 0):
+        assert len(plain) == 23  # key and source byte: nothing else to say
+
+
+def test_a_conversion_too_big_for_a_member_keeps_its_record_in_a_document():
+    u = ulid()
+    small = ConversionRecord(anonymous_id="anon-1", user_id="user-1", url=17)
+    member, doc = conversion_member(1_780_000_000_000, u, small)
+    assert doc is None and len(member) <= MEMBER_MAX
+    assert read_conversion_member(member)[1] == small
+    big = ConversionRecord(
+        anonymous_id="3f0c1e9a-5b7d-4c2e-9a1f-0e8d7c6b5a49", user_id="someone@example.com", url=3
+    )
+    member, doc = conversion_member(1_780_000_000_000, u, big)
+    assert doc is not None and len(member) <= MEMBER_MAX
+    key, short = read_conversion_member(member)
+    assert short.spilled and decode_conversion_doc(doc.encode()) == big
+    assert key == member[:22] == (1_780_000_000_000).to_bytes(6, "big") + ulid_bytes(u)
