@@ -9,7 +9,7 @@ import random
 import pytest
 from redis.asyncio import Redis
 
-from ingest.ids import ulid
+from ingest.ids import ulid, ulid_bytes, ulid_of_bytes
 from ingest.settings import Settings
 from projections.keyspace import Keyspace
 from projections.touchpoints import keys
@@ -27,8 +27,6 @@ from projections.touchpoints.records import (
     read_conversion_member,
     read_touch_member,
     touch_member,
-    ulid_bytes,
-    ulid_text,
 )
 from projections.updates import Updates
 
@@ -134,9 +132,9 @@ async def test_ranges_read_exactly_what_one_sorted_set_would_give(redis, setting
 def test_ulids_round_trip_through_their_16_bytes():
     for _ in range(1000):
         u = ulid()
-        assert ulid_text(ulid_bytes(u)) == u
+        assert ulid_of_bytes(ulid_bytes(u)) == u
     assert ulid_bytes("00000000000000000000000000") == bytes(16)
-    assert ulid_text(b"\xff" * 16) == "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
+    assert ulid_of_bytes(b"\xff" * 16) == "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
 
 
 def test_key_text_orders_like_the_key_bytes():
@@ -160,7 +158,7 @@ def test_a_touchpoint_member_tells_its_time_source_and_log_position(ts, entry_ms
     touch = Classified("google_ads", campaign_name="brand", ad_name="ad 7")
     member, doc = touch_member(ts, u, f"{entry_ms}-{seq}", touch)
     ref = read_touch_member(member)
-    assert (ref.id, ref.ts, ref.source, ref.entry) == (f"tp_{u}", ts, "google_ads", (entry_ms, seq))
+    assert (ref.key[6:], ref.ts, ref.source, ref.entry) == (ulid_bytes(u), ts, "google_ads", (entry_ms, seq))
     assert ref.has_ad_fields and classified(ref.source, doc.encode()) == touch
     plain, no_doc = touch_member(ts, u, f"{entry_ms}-{seq}", Classified("direct"))
     assert no_doc is None and not read_touch_member(plain).has_ad_fields

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import polars as pl
 from redis.asyncio import Redis
+
+from ingest.ids import ulid_of_bytes
 
 from ..identity import Person, read_companies, read_company_contact_ids, read_people, read_people_of_events
 from ..keyspace import Keyspace
@@ -29,7 +32,7 @@ from .records import (
     read_conversion_member,
     read_touch_member,
     time_key,
-    ulid_ms,
+    ulid_bytes_ms,
 )
 
 
@@ -70,11 +73,16 @@ class Conversion:
 
 @dataclass(frozen=True, slots=True)
 class Touchpoint:
-    """A credited touchpoint: `tp_<ULID of the event that opened the session (or the email click)>`."""
+    """A credited touchpoint; its id is `tp_<ULID of the event that opened the session (or the email click)>`,
+    made when asked for (a page reads more rows than it keeps)."""
 
-    id: str
+    key: bytes  # `records.KEY_LEN` bytes: time, ULID
     ts: int
     touch: Classified
+
+    @property
+    def id(self) -> str:
+        return f"tp_{ulid_of_bytes(self.key[6:])}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +192,7 @@ async def _conversions(
     decoded: list[tuple[str, str, ConversionRecord]] = []  # (key as text, name, record)
     for m, name in found:
         key, rec = read_conversion_member(m)
-        if _before((ulid_ms(key[6:]) + rec.entry_offset, rec.entry_seq), snapshot):
+        if _before((ulid_bytes_ms(key[6:]) + rec.entry_offset, rec.entry_seq), snapshot):
             decoded.append((key_text(key), name, rec))
     spilled = [k[13:] for k, _, rec in decoded if rec.spilled]
     if spilled:
@@ -286,37 +294,44 @@ async def _rows_of(
             a, b = span.get(v, (lo, c.ts))
             span[v] = (None if a is None or lo is None else min(a, lo), max(b, c.ts))
     chains = await _touchpoints(redis, ks, workspace, span, snapshot)
-    # Touchpoints go to the models as (time, key, source): the key's bytes (hex) order as the ids do.
+    # Touchpoints go to the models as (time, key, source), the key as hex: it orders as the ids do. A touchpoint
+    # is in one visitor's chain only, so a conversion's are its visitors' chains put together.
     by_hex: dict[str, TouchRef] = {}
-    batch = []
-    for (m, c), vs in zip(convs, visitor_lists, strict=True):
-        touches: dict[str, tuple[int, str, str]] = {}
-        for v in vs:
-            for t in chains.get(v, ()):
-                h = t.key.hex()
-                by_hex[h] = t
-                touches[h] = (t.ts, h, t.source)
-        batch.append((m, c.ts, c.amount, list(touches.values())))
-    credited = attribute(batch, q.model, q.window_days)
+    touches_of: dict[str, list[tuple[int, str, str]]] = {}
+    for v, refs in chains.items():
+        touches = touches_of[v] = []
+        for t in refs:
+            h = t.key.hex()
+            by_hex[h] = t
+            touches.append((t.ts, h, t.source))
+    batch = [
+        (m, c.ts, c.amount, [t for v in vs for t in touches_of.get(v, ())])
+        for (m, c), vs in zip(convs, visitor_lists, strict=True)
+    ]
     by_member = dict(convs)
-    picked = [r for r in credited.iter_rows(named=True) if r["source"] in q.sources]
-    ad_docs: dict[str, bytes] = {}  # touchpoint id → its ad hierarchy document
+    credited = attribute(batch, q.model, q.window_days).filter(pl.col("source").is_in(sorted(q.sources)))
+    columns = (credited[c].to_list() for c in ("conv", "pos", "touchpoint_id", "source", "credit"))
+    picked = [
+        (m, pos, by_hex[h] if h else None, src, credit)
+        for m, pos, h, src, credit in zip(*columns, strict=True)
+    ]
+    ad_docs: dict[bytes, bytes] = {}  # touchpoint ULID (bytes) → its ad hierarchy document
     if q.ad_fields:
-        wanted = sorted(
-            {t.id for r in picked if r["touchpoint_id"] and (t := by_hex[r["touchpoint_id"]]).has_ad_fields}
-        )
+        wanted = sorted({t.key[6:] for _, _, t, _, _ in picked if t is not None and t.has_ad_fields})
         if wanted:
-            found_docs = await redis.hmget(keys.tp_ad_docs(ks, workspace), [w[3:] for w in wanted])
+            found_docs = await redis.hmget(keys.tp_ad_docs(ks, workspace), [ulid_of_bytes(w) for w in wanted])
             ad_docs = {w: d for w, d in zip(wanted, found_docs, strict=True) if d is not None}
-    rows = []
-    for r in picked:
-        t = by_hex[r["touchpoint_id"]] if r["touchpoint_id"] else None
-        tp = None
-        if t is not None:
-            tp_id = t.id
-            tp = Touchpoint(tp_id, t.ts, classified(t.source, ad_docs.get(tp_id)))
-        rows.append(Row(by_member[r["conv"]], r["conv"], r["pos"], tp, r["source"], r["credit"]))
-    return rows
+    return [
+        Row(
+            by_member[m],
+            m,
+            pos,
+            Touchpoint(t.key, t.ts, classified(t.source, ad_docs.get(t.key[6:]))) if t else None,
+            source,
+            credit,
+        )
+        for m, pos, t, source, credit in picked
+    ]
 
 
 async def read_attribution_rows(

@@ -12,12 +12,13 @@ conversion that would not fit keeps its record in `keys.conversion_docs` ("spill
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import msgspec
 
-from ..located import ULID_LEN, stream_id
+from ingest.ids import ulid_bytes, ulid_of_bytes
+
+from ..located import ULID_LEN, stream_id, ulid_ms
 from .classify import AD_FIELDS, SOURCES, Classified
 
 KEY_LEN = 22  # time (6) + ULID (16)
@@ -28,10 +29,6 @@ HAS_AD_FIELDS = 0x80  # in a touchpoint's source byte: `keys.tp_ad_docs` holds i
 # (anywhere else, bump PROJECTION_FORMAT).
 SOURCE_CODES = {s: i for i, s in enumerate(SOURCES)}
 assert len(SOURCES) < HAS_AD_FIELDS
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TO_INT32 = str.maketrans(_CROCKFORD, "0123456789abcdefghijklmnopqrstuv")  # what int(…, 32) reads
-_FROM_B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())  # RFC 4648 → Crockford
 
 
 def sort_ms(ts: int) -> int:
@@ -44,23 +41,13 @@ def time_key(ts: int) -> bytes:
     return sort_ms(ts).to_bytes(6, "big")
 
 
-def ulid_bytes(ulid: str) -> bytes:
-    """A ULID's 16 bytes (from its 26 Crockford base32 characters)."""
-    return int(ulid.translate(_TO_INT32), 32).to_bytes(16, "big")
-
-
-def ulid_text(raw: bytes) -> str:
-    """The 26 characters of a ULID's 16 bytes: RFC 4648 base32 of 20 bytes whose first 30 bits are zero."""
-    return base64.b32encode(b"\x00\x00\x00\x00" + raw).translate(_FROM_B32)[6:].decode()
-
-
 def event_key(ts: int, ulid: str) -> bytes:
     return time_key(ts) + ulid_bytes(ulid)
 
 
 def key_text(key: bytes) -> str:
     """The text form of a key, `<13-digit ms><ULID>` (cursors and row keys): same order as the bytes."""
-    return f"{int.from_bytes(key[:6], 'big'):013d}{ulid_text(key[6:KEY_LEN])}"
+    return f"{int.from_bytes(key[:6], 'big'):013d}{ulid_of_bytes(key[6:KEY_LEN])}"
 
 
 def key_of_text(text: str) -> bytes:
@@ -74,7 +61,7 @@ def key_of_text(text: str) -> bytes:
     return key
 
 
-def ulid_ms(raw: bytes) -> int:
+def ulid_bytes_ms(raw: bytes) -> int:
     """The millisecond in a ULID's bytes (its first 6)."""
     return int.from_bytes(raw[:6], "big")
 
@@ -82,7 +69,7 @@ def ulid_ms(raw: bytes) -> int:
 def position_offset(ulid: str, entry_id: str) -> tuple[int, int]:
     """(entry ms − the ULID's ms, entry sequence): the log position written short."""
     ms, seq = stream_id(entry_id)
-    return ms - int(ulid[:10].translate(_TO_INT32), 32), seq
+    return ms - ulid_ms(ulid), seq
 
 
 # ---------------------------------------------------------------- touchpoints
@@ -140,15 +127,11 @@ class TouchRef:
     has_ad_fields: bool
     entry: tuple[int, int]  # its log entry, as `stream_id` gives it
 
-    @property
-    def id(self) -> str:
-        return f"tp_{ulid_text(self.key[6:])}"
-
 
 def read_touch_member(m: bytes) -> TouchRef:
     key = m[:KEY_LEN]
     code = m[KEY_LEN]
-    base = ulid_ms(key[6:])
+    base = ulid_bytes_ms(key[6:])
     if len(m) == KEY_LEN + 1:
         ts, entry = int.from_bytes(key[:6], "big"), (base, 0)
     else:
@@ -158,10 +141,13 @@ def read_touch_member(m: bytes) -> TouchRef:
     return TouchRef(key, ts, SOURCES[code & ~HAS_AD_FIELDS], bool(code & HAS_AD_FIELDS), entry)
 
 
+_PLAIN = {s: Classified(s) for s in SOURCES}
+
+
 def classified(source: str, doc: bytes | None) -> Classified:
     """A touchpoint's source with its ad hierarchy fields (from its `keys.tp_ad_docs` document, if any)."""
     if doc is None:
-        return Classified(source)
+        return _PLAIN[source]
     ad = _ad_dec.decode(doc)
     return Classified(source, *(getattr(ad, f) for f in AD_FIELDS))
 
