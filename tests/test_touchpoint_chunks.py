@@ -21,6 +21,7 @@ from projections.touchpoints.records import (
     ConversionRecord,
     classified,
     conversion_member,
+    decode_ad_doc,
     decode_conversion_doc,
     key_of_text,
     key_text,
@@ -155,15 +156,29 @@ def test_key_text_orders_like_the_key_bytes():
 def test_a_touchpoint_member_tells_its_time_source_and_log_position(ts, entry_ms_after, seq):
     u = ulid()
     entry_ms = int.from_bytes(ulid_bytes(u)[:6], "big") + entry_ms_after
-    touch = Classified("google_ads", campaign_name="brand", ad_name="ad 7")
-    member, doc = touch_member(ts, u, f"{entry_ms}-{seq}", touch)
+    member, doc = touch_member(ts, u, f"{entry_ms}-{seq}", Classified("direct"))
     ref = read_touch_member(member)
-    assert (ref.key[6:], ref.ts, ref.source, ref.entry) == (ulid_bytes(u), ts, "google_ads", (entry_ms, seq))
-    assert ref.has_ad_fields and classified(ref.source, doc.encode()) == touch
-    plain, no_doc = touch_member(ts, u, f"{entry_ms}-{seq}", Classified("direct"))
-    assert no_doc is None and not read_touch_member(plain).has_ad_fields
+    assert (ref.key[6:], ref.ts, ref.source, ref.entry) == (ulid_bytes(u), ts, "direct", (entry_ms, seq))
+    assert doc is None and not ref.has_ad_fields
     if (ts, entry_ms_after, seq) == (1_780_000_000_000, 0, 0):
-        assert len(plain) == 23  # key and source byte: nothing else to say
+        assert len(member) == 23  # key and source byte: nothing else to say
+
+
+def test_ad_hierarchy_fields_ride_in_the_member_when_they_fit_else_in_a_document():
+    u = ulid()
+    entry = f"{int.from_bytes(ulid_bytes(u)[:6], 'big')}-0"
+    short = Classified("google_ads", campaign_name="brand", ad_name="ad 7")
+    member, doc = touch_member(1_780_000_000_000, u, entry, short)
+    ref = read_touch_member(member)
+    assert doc is None and len(member) <= MEMBER_MAX
+    assert ref.has_ad_fields and classified(ref.source, ref.ad) == short
+    long = Classified("facebook_ads", campaign_id="120210000000000001", campaign_name="spring sale " * 4)
+    member, doc = touch_member(1_780_000_000_000, u, entry, long)
+    ref = read_touch_member(member)
+    assert doc is not None and len(member) <= MEMBER_MAX
+    assert (
+        ref.has_ad_fields and ref.ad is None and classified(ref.source, decode_ad_doc(doc.encode())) == long
+    )
 
 
 def test_a_conversion_too_big_for_a_member_keeps_its_record_in_a_document():

@@ -23,9 +23,11 @@ from .chunks import Range, read_ranges
 from .classify import Classified
 from .models import attribute, window_start_ms
 from .records import (
+    AdFields,
     ConversionRecord,
     TouchRef,
     classified,
+    decode_ad_doc,
     decode_conversion_doc,
     key_of_text,
     key_text,
@@ -315,18 +317,24 @@ async def _rows_of(
         (m, pos, by_hex[h] if h else None, src, credit)
         for m, pos, h, src, credit in zip(*columns, strict=True)
     ]
-    ad_docs: dict[bytes, bytes] = {}  # touchpoint ULID (bytes) → its ad hierarchy document
+    ad_docs: dict[bytes, AdFields] = {}  # touchpoint ULID (bytes) → ad hierarchy fields kept in a document
     if q.ad_fields:
-        wanted = sorted({t.key[6:] for _, _, t, _, _ in picked if t is not None and t.has_ad_fields})
+        wanted = sorted(
+            {t.key[6:] for _, _, t, _, _ in picked if t is not None and t.has_ad_fields and t.ad is None}
+        )
         if wanted:
             found_docs = await redis.hmget(keys.tp_ad_docs(ks, workspace), [ulid_of_bytes(w) for w in wanted])
-            ad_docs = {w: d for w, d in zip(wanted, found_docs, strict=True) if d is not None}
+            ad_docs = {w: decode_ad_doc(d) for w, d in zip(wanted, found_docs, strict=True) if d is not None}
     return [
         Row(
             by_member[m],
             m,
             pos,
-            Touchpoint(t.key, t.ts, classified(t.source, ad_docs.get(t.key[6:]))) if t else None,
+            Touchpoint(
+                t.key, t.ts, classified(t.source, (t.ad or ad_docs.get(t.key[6:])) if q.ad_fields else None)
+            )
+            if t
+            else None,
             source,
             credit,
         )

@@ -75,16 +75,9 @@ def position_offset(ulid: str, entry_id: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- touchpoints
 
 
-class TouchTail(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
-    """What a touchpoint member carries after its source byte, when anything is not the default."""
-
-    entry_offset: int = 0
-    entry_seq: int = 0
-    ts: int | None = None  # the exact event time when the key's is clamped
-
-
 class AdFields(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
-    """A touchpoint's ad hierarchy (`keys.tp_ad_docs`, a JSON array), in AD_FIELDS order."""
+    """A touchpoint's ad hierarchy, in AD_FIELDS order: in its member when it fits, else in `keys.tp_ad_docs`
+    (JSON)."""
 
     account_id: str | None = None
     account_name: str | None = None
@@ -98,6 +91,16 @@ class AdFields(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True)
 
 assert AdFields.__struct_fields__ == AD_FIELDS
 
+
+class TouchTail(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
+    """What a touchpoint member carries after its source byte, when anything is not the default."""
+
+    entry_offset: int = 0
+    entry_seq: int = 0
+    ad: AdFields | None = None  # its ad hierarchy fields, when the member has room for them
+    ts: int | None = None  # the exact event time when the key's is clamped
+
+
 _enc = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 _tail_dec = msgspec.msgpack.Decoder(TouchTail)
@@ -107,14 +110,17 @@ _NO_AD = AdFields()
 
 
 def touch_member(ts: int, ulid: str, entry_id: str, touch: Classified) -> tuple[bytes, str | None]:
-    """A touchpoint's chain member, and its ad hierarchy document (JSON; None: it has no ad field)."""
+    """A touchpoint's chain member, and its ad hierarchy document when they do not fit in the member (JSON)."""
     offset, seq = position_offset(ulid, entry_id)
+    exact_ts = ts if sort_ms(ts) != ts else None
     ad = AdFields(*(getattr(touch, f) for f in AD_FIELDS))
-    doc = _json.encode(ad).decode() if ad != _NO_AD else None
-    code = SOURCE_CODES[touch.source] | (HAS_AD_FIELDS if doc is not None else 0)
-    tail = _enc.encode(TouchTail(offset, seq, ts if sort_ms(ts) != ts else None))
-    member = event_key(ts, ulid) + bytes((code,)) + (b"" if tail == _NO_TAIL else tail)
-    return member, doc
+    head = event_key(ts, ulid) + bytes((SOURCE_CODES[touch.source] | (HAS_AD_FIELDS if ad != _NO_AD else 0),))
+    if ad != _NO_AD:
+        member = head + _enc.encode(TouchTail(offset, seq, ad, exact_ts))
+        if len(member) <= MEMBER_MAX:
+            return member, None
+    tail = _enc.encode(TouchTail(offset, seq, None, exact_ts))
+    return head + (b"" if tail == _NO_TAIL else tail), _json.encode(ad).decode() if ad != _NO_AD else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,31 +130,33 @@ class TouchRef:
     key: bytes  # KEY_LEN bytes: (time, ULID) order
     ts: int
     source: str
-    has_ad_fields: bool
     entry: tuple[int, int]  # its log entry, as `stream_id` gives it
+    has_ad_fields: bool
+    ad: AdFields | None = None  # its ad hierarchy fields when the member holds them (else a document does)
 
 
 def read_touch_member(m: bytes) -> TouchRef:
     key = m[:KEY_LEN]
     code = m[KEY_LEN]
-    base = ulid_bytes_ms(key[6:])
+    source, has_ad = SOURCES[code & ~HAS_AD_FIELDS], bool(code & HAS_AD_FIELDS)
     if len(m) == KEY_LEN + 1:
-        ts, entry = int.from_bytes(key[:6], "big"), (base, 0)
-    else:
-        t = _tail_dec.decode(m[KEY_LEN + 1 :])
-        ts = t.ts if t.ts is not None else int.from_bytes(key[:6], "big")
-        entry = (base + t.entry_offset, t.entry_seq)
-    return TouchRef(key, ts, SOURCES[code & ~HAS_AD_FIELDS], bool(code & HAS_AD_FIELDS), entry)
+        return TouchRef(key, int.from_bytes(key[:6], "big"), source, (ulid_bytes_ms(key[6:]), 0), has_ad)
+    t = _tail_dec.decode(m[KEY_LEN + 1 :])
+    ts = t.ts if t.ts is not None else int.from_bytes(key[:6], "big")
+    return TouchRef(key, ts, source, (ulid_bytes_ms(key[6:]) + t.entry_offset, t.entry_seq), has_ad, t.ad)
+
+
+def decode_ad_doc(doc: bytes) -> AdFields:
+    return _ad_dec.decode(doc)
 
 
 _PLAIN = {s: Classified(s) for s in SOURCES}
 
 
-def classified(source: str, doc: bytes | None) -> Classified:
-    """A touchpoint's source with its ad hierarchy fields (from its `keys.tp_ad_docs` document, if any)."""
-    if doc is None:
+def classified(source: str, ad: AdFields | None) -> Classified:
+    """A touchpoint's source with its ad hierarchy fields."""
+    if ad is None:
         return _PLAIN[source]
-    ad = _ad_dec.decode(doc)
     return Classified(source, *(getattr(ad, f) for f in AD_FIELDS))
 
 
