@@ -27,21 +27,6 @@ def pack_args(named: dict[str, Any]) -> bytes:
     return _packer.encode(named)
 
 
-def lua_string(data: bytes) -> msgspec.Raw:
-    """`data` packed as a msgpack str, for binary arguments: Lua's cmsgpack reads no bin type (what msgspec
-    makes of bytes), while a str may hold any bytes."""
-    n = len(data)
-    if n < 32:
-        head = bytes((0xA0 | n,))
-    elif n < 0x100:
-        head = bytes((0xD9, n))
-    elif n < 0x10000:
-        head = b"\xda" + n.to_bytes(2, "big")
-    else:
-        head = b"\xdb" + n.to_bytes(4, "big")
-    return msgspec.Raw(head + data)
-
-
 class Script:
     """One Lua file of a package, e.g. `Script(__package__, "query_events-n.lua")`."""
 
@@ -68,6 +53,14 @@ class Script:
             return await redis.evalsha(self.sha, len(keys), *keys, arg)
         except NoScriptError:
             return await redis.eval(self.script, len(keys), *keys, arg)
+
+    async def call_argv(self, redis: Any, keys: Sequence[str], argv: Sequence[Any]) -> Any:
+        """Run on `redis` (a client) with a plain argument list (see `queue_argv`)."""
+        self._check(keys)
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *argv)
+        except NoScriptError:
+            return await redis.eval(self.script, len(keys), *keys, *argv)
 
     def queue(self, pipe: Any, keys: Sequence[str], **named: Any) -> None:
         """Queue a call on a pipeline (or a transaction); the pipeline loads the script first if needed."""

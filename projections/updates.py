@@ -84,9 +84,9 @@ class Updates:
         self.remove_records: dict[str, set[bytes]] = defaultdict(set)  # records taken out of such strings
         self.set: dict[str, bytes] = {}  # strings written whole
         self.zremrange: dict[str, int] = {}  # ZSET members scored below this dropped (run first)
-        # A projection's own scripts (script, keys, named arguments), for updates no command makes (the chunked
+        # A projection's own scripts (script, keys, argument list), for updates no command makes (the chunked
         # sets of `touchpoints.chunks`): queued first, in the order added.
-        self.scripts: list[tuple[Script, list[str], dict[str, Any]]] = []
+        self.scripts: list[tuple[Script, list[str], list[Any]]] = []
 
     def commands(self) -> list[list[Any]]:
         """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
@@ -138,8 +138,8 @@ class Updates:
 
         `route_key` (default: the first key updated) is declared to the script so a cluster routes it to
         the partition's slot; every key of a batch shares that slot."""
-        for script, keys, named in self.scripts:
-            script.queue(pipe, keys, **named)
+        for script, keys, argv in self.scripts:
+            script.queue_argv(pipe, keys, argv)
         commands = self.commands()
         if not commands:
             return

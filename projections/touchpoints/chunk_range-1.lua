@@ -1,10 +1,9 @@
 -- Members of chunked sorted sets (`projections/touchpoints/chunks.py`) between BYLEX bounds, in order.
 -- KEYS[1]: a key of the workspace (routes the call).
--- a.ranges: {{first, directory, stem, tail, lo, hi, rev, count}, ...}: lo / hi are BYLEX bounds ('-', '+',
--- '[x', '(x'); rev walks from hi down; count −1 = every member. a.keylen: bytes of a member's key.
--- Answers one array of members per range.
-local a = cmsgpack.unpack(ARGV[1])
-local keylen = a.keylen
+-- ARGV (binary-safe strings): keylen (bytes of a member's key), then for each range `first, directory, stem,
+-- tail, lo, hi, rev, count`: lo / hi are BYLEX bounds ('-', '+', '[x', '(x', lo at or below hi); rev '1' walks
+-- from hi down; count −1 = every member. Answers one array of members per range.
+local keylen = tonumber(ARGV[1])
 
 -- The directory entry of the chunk a bound falls in (false: the first chunk). A low bound may give an earlier
 -- chunk than needed and a high bound a later one: the chunks read apply the exact bounds.
@@ -88,7 +87,8 @@ local function read(r)
 end
 
 local out = {}
-for i, r in ipairs(a.ranges) do
-  out[i] = read(r)
+for i = 2, #ARGV, 8 do
+  out[#out + 1] = read({ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] == '1',
+    tonumber(ARGV[i + 7])})
 end
 return out

@@ -11,10 +11,11 @@ not on where batches end: a rebuild gives the same keys. Reads walk the chunks s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
-from ..scripts import Script, lua_string
+from ..scripts import Script
 from ..updates import Updates
 from .keys import ChunkedSet
 from .records import KEY_LEN
@@ -42,11 +43,10 @@ class ChunkAdds:
         """Add them in the batch's transaction (one script call, after the batch's other updates)."""
         if not self._sets:
             return
-        sets = [
-            [s.first, s.directory, s.stem, s.tail, *map(lua_string, members)]
-            for s, members in self._sets.items()
-        ]
-        u.scripts.append((CHUNK_ADD, [sets[0][0]], {"sets": sets, "max": CHUNK_MAX, "keylen": KEY_LEN}))
+        argv: list[Any] = [CHUNK_MAX, KEY_LEN]
+        for s, members in self._sets.items():
+            argv += (s.first, s.directory, s.stem, s.tail, len(members), *members)
+        u.scripts.append((CHUNK_ADD, [next(iter(self._sets)).first], argv))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +65,7 @@ async def read_ranges(redis: Redis, ranges: list[Range]) -> list[list[bytes]]:
     """The members of each range, in one script call."""
     if not ranges:
         return []
-    packed = [
-        [
-            r.set.first,
-            r.set.directory,
-            r.set.stem,
-            r.set.tail,
-            lua_string(r.lo),
-            lua_string(r.hi),
-            r.rev,
-            r.count,
-        ]
-        for r in ranges
-    ]
-    return await CHUNK_RANGE(redis, [ranges[0].set.first], ranges=packed, keylen=KEY_LEN)
+    argv: list[Any] = [KEY_LEN]
+    for r in ranges:
+        argv += (r.set.first, r.set.directory, r.set.stem, r.set.tail, r.lo, r.hi, int(r.rev), r.count)
+    return await CHUNK_RANGE.call_argv(redis, [ranges[0].set.first], argv)
