@@ -42,19 +42,6 @@ def _encode(value: int) -> str:
     return "".join([pairs[(value >> s) & 1023] for s in _SHIFTS])
 
 
-_TO_INT32 = str.maketrans(_ALPHABET, "0123456789abcdefghijklmnopqrstuv")  # the digits int(…, 32) reads
-
-
-def ulid_bytes(u: str) -> bytes:
-    """A ULID's 16 bytes (binary keys and members)."""
-    return int(u.translate(_TO_INT32), 32).to_bytes(16, "big")
-
-
-def ulid_of_bytes(raw: bytes) -> str:
-    """The ULID whose 16 bytes are `raw`."""
-    return _encode(int.from_bytes(raw, "big"))
-
-
 def event_id(u: str) -> str:
     return f"evt_{u}"
 

@@ -9,11 +9,12 @@ import random
 import pytest
 from redis.asyncio import Redis
 
-from ingest.ids import ulid, ulid_bytes, ulid_of_bytes
+from ingest.ids import ulid
 from ingest.settings import Settings
 from projections.keyspace import Keyspace
+from projections.located import Located, stream_id, ulid_bytes, ulid_text
 from projections.touchpoints import keys
-from projections.touchpoints.chunks import CHUNK_MAX, ChunkAdds, Range, read_ranges
+from projections.touchpoints.chunks import CHUNK_MAX, Range, queue_adds, read_ranges
 from projections.touchpoints.classify import Classified
 from projections.touchpoints.records import (
     MAX_SORT_MS,
@@ -23,13 +24,17 @@ from projections.touchpoints.records import (
     conversion_member,
     decode_ad_doc,
     decode_conversion_doc,
+    event_key,
     key_of_text,
     key_text,
+    position_offset,
     read_conversion_member,
     read_touch_member,
     touch_member,
 )
 from projections.updates import Updates
+
+from .attribution_helpers import page
 
 N = 1500
 
@@ -45,11 +50,8 @@ def _members(n: int, seed: int) -> list[bytes]:
 
 async def _add(redis: Redis, s: keys.ChunkedSet, members: list[bytes], batch: int) -> None:
     for i in range(0, len(members), batch):
-        adds = ChunkAdds()
-        for m in members[i : i + batch]:
-            adds.add(s, m)
         u = Updates()
-        adds.queue(u)
+        queue_adds(u, [(s, members[i : i + batch])])
         async with redis.pipeline(transaction=True) as pipe:
             u.queue(pipe)
             await pipe.execute()
@@ -133,9 +135,9 @@ async def test_ranges_read_exactly_what_one_sorted_set_would_give(redis, setting
 def test_ulids_round_trip_through_their_16_bytes():
     for _ in range(1000):
         u = ulid()
-        assert ulid_of_bytes(ulid_bytes(u)) == u
+        assert ulid_text(ulid_bytes(u)) == u
     assert ulid_bytes("00000000000000000000000000") == bytes(16)
-    assert ulid_of_bytes(b"\xff" * 16) == "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
+    assert ulid_text(b"\xff" * 16) == "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
 
 
 def test_key_text_orders_like_the_key_bytes():
@@ -148,32 +150,37 @@ def test_key_text_orders_like_the_key_bytes():
     assert key_of_text(texts[0] + "~") == keys_[0] + b"\xff"
 
 
+def _located(ts: int, entry_ms_after: int = 0, seq: int = 0) -> Located:
+    e = page(ts, "a1")
+    entry_ms = int.from_bytes(ulid_bytes(e.id[4:])[:6], "big") + entry_ms_after
+    return Located(e, f"{entry_ms}-{seq}", 3)
+
+
 @pytest.mark.parametrize(
     "ts, entry_ms_after, seq",
     [(1_780_000_000_000, 0, 0), (1_780_000_000_000, 3, 2), (-5, 0, 0), (MAX_SORT_MS + 9, 7, 0)],
     ids=["plain", "later entry", "before 1970", "far future"],
 )
 def test_a_touchpoint_member_tells_its_time_source_and_log_position(ts, entry_ms_after, seq):
-    u = ulid()
-    entry_ms = int.from_bytes(ulid_bytes(u)[:6], "big") + entry_ms_after
-    member, doc = touch_member(ts, u, f"{entry_ms}-{seq}", Classified("direct"))
+    loc = _located(ts, entry_ms_after, seq)
+    member, doc = touch_member(event_key(loc), ts, position_offset(loc), Classified("direct"))
     ref = read_touch_member(member)
-    assert (ref.key[6:], ref.ts, ref.source, ref.entry) == (ulid_bytes(u), ts, "direct", (entry_ms, seq))
+    assert (ref.key[6:], ref.ts, ref.source, ref.entry) == (loc.key, ts, "direct", stream_id(loc.entry_id))
     assert doc is None and not ref.has_ad_fields
     if (ts, entry_ms_after, seq) == (1_780_000_000_000, 0, 0):
         assert len(member) == 23  # key and source byte: nothing else to say
 
 
 def test_ad_hierarchy_fields_ride_in_the_member_when_they_fit_else_in_a_document():
-    u = ulid()
-    entry = f"{int.from_bytes(ulid_bytes(u)[:6], 'big')}-0"
+    loc = _located(1_780_000_000_000)
+    key, position = event_key(loc), position_offset(loc)
     short = Classified("google_ads", campaign_name="brand", ad_name="ad 7")
-    member, doc = touch_member(1_780_000_000_000, u, entry, short)
+    member, doc = touch_member(key, 1_780_000_000_000, position, short)
     ref = read_touch_member(member)
     assert doc is None and len(member) <= MEMBER_MAX
     assert ref.has_ad_fields and classified(ref.source, ref.ad) == short
     long = Classified("facebook_ads", campaign_id="120210000000000001", campaign_name="spring sale " * 4)
-    member, doc = touch_member(1_780_000_000_000, u, entry, long)
+    member, doc = touch_member(key, 1_780_000_000_000, position, long)
     ref = read_touch_member(member)
     assert doc is not None and len(member) <= MEMBER_MAX
     assert (
@@ -182,16 +189,15 @@ def test_ad_hierarchy_fields_ride_in_the_member_when_they_fit_else_in_a_document
 
 
 def test_a_conversion_too_big_for_a_member_keeps_its_record_in_a_document():
-    u = ulid()
+    key = event_key(_located(1_780_000_000_000))
     small = ConversionRecord(anonymous_id="anon-1", user_id="user-1", url=17)
-    member, doc = conversion_member(1_780_000_000_000, u, small)
+    member, doc = conversion_member(key, small)
     assert doc is None and len(member) <= MEMBER_MAX
-    assert read_conversion_member(member)[1] == small
+    assert read_conversion_member(member) == (key, small)
     big = ConversionRecord(
         anonymous_id="3f0c1e9a-5b7d-4c2e-9a1f-0e8d7c6b5a49", user_id="someone@example.com", url=3
     )
-    member, doc = conversion_member(1_780_000_000_000, u, big)
+    member, doc = conversion_member(key, big)
     assert doc is not None and len(member) <= MEMBER_MAX
-    key, short = read_conversion_member(member)
-    assert short.spilled and decode_conversion_doc(doc.encode()) == big
-    assert key == member[:22] == (1_780_000_000_000).to_bytes(6, "big") + ulid_bytes(u)
+    assert read_conversion_member(member)[0] == key and read_conversion_member(member)[1].spilled
+    assert decode_conversion_doc(doc.encode()) == big

@@ -24,9 +24,9 @@ from ..keyspace import Keyspace
 from ..located import Located
 from ..updates import Updates
 from . import keys
-from .chunks import ChunkAdds
+from .chunks import queue_adds
 from .classify import Classified, classify
-from .records import ConversionRecord, conversion_member, position_offset, sort_ms, touch_member
+from .records import ConversionRecord, conversion_member, event_key, position_offset, sort_ms, touch_member
 
 SESSION_GAP_MS = 30 * 60 * 1000
 EMAIL_CLICK_EVENTS = frozenset({"email_clicked", "email_link_clicked", "Email Link Clicked", "email_click"})
@@ -153,7 +153,7 @@ async def load_state(
 
 
 def _conversion_record(
-    loc: Located, state: TouchpointState, u: Updates, ks: Keyspace, ws: str
+    loc: Located, position: tuple[int, int], state: TouchpointState, u: Updates, ks: Keyspace, ws: str
 ) -> ConversionRecord:
     e = loc.event
     url_id = 0
@@ -164,7 +164,7 @@ def _conversion_record(
             state.next_url_id += 1
             u.hset[keys.conversion_url_ids(ks, ws)][e.url] = str(url_id)
             u.hset[keys.conversion_urls(ks, ws)][str(url_id)] = e.url
-    offset, seq = position_offset(loc.ulid, loc.entry_id)
+    offset, seq = position
     return ConversionRecord(
         entry_offset=offset,
         entry_seq=seq,
@@ -181,21 +181,20 @@ def apply_touchpoints(
 ) -> None:
     """Touchpoints (session entries, email clicks) into their visitor's chain, conversions into their name's
     index. `state` is the batch's (`load_state`); it is advanced in place, in log order."""
-    adds = ChunkAdds()
     ad_docs = u.hset[keys.tp_ad_docs(ks, workspace)]
-    chains: dict[str, keys.ChunkedSet] = {}  # the keys of each visitor's chain, and of each name's index
-    by_name: dict[str, keys.ChunkedSet] = {}
+    chains: dict[str, list[bytes]] = {}  # new members by visitor, and by event name, in log order
+    by_name: dict[str, list[bytes]] = {}
     sessions = state.sessions
     touched: set[str] = set()
     for loc in located:
         e = loc.event
         if e.kind == "track":
+            key, position = event_key(loc), position_offset(loc)
+            member, doc = conversion_member(key, _conversion_record(loc, position, state, u, ks, workspace))
             index = by_name.get(e.event)
             if index is None:
-                index = by_name[e.event] = keys.conversions_by_name(ks, workspace, e.event)
-            record = _conversion_record(loc, state, u, ks, workspace)
-            member, doc = conversion_member(e.timestamp, loc.ulid, record)
-            adds.add(index, member)
+                index = by_name[e.event] = []
+            index.append(member)
             if doc is not None:
                 u.hset[keys.conversion_docs(ks, workspace)][loc.ulid] = doc
         visitor = visitor_of(e)
@@ -214,14 +213,18 @@ def apply_touchpoints(
             touch = _classify(e.url, e.referrer, tuple(sorted(e.campaign.items())) if e.campaign else ())
         else:
             continue
-        member, ad = touch_member(e.timestamp, loc.ulid, loc.entry_id, touch)
+        if e.kind != "track":  # a tracked event's key and position are known already
+            key, position = event_key(loc), position_offset(loc)
+        member, ad = touch_member(key, e.timestamp, position, touch)
         chain = chains.get(visitor)
         if chain is None:
-            chain = chains[visitor] = keys.tp_chain(ks, workspace, visitor)
-        adds.add(chain, member)
+            chain = chains[visitor] = []
+        chain.append(member)
         if ad is not None:
             ad_docs[loc.ulid] = ad
-    adds.queue(u)
+    adds = [(keys.conversions_by_name(ks, workspace, n), ms) for n, ms in by_name.items()]
+    adds += [(keys.tp_chain(ks, workspace, v), ms) for v, ms in chains.items()]
+    queue_adds(u, adds)
     state_hash = u.hset[keys.tp_sessions(ks, workspace)]
     for v in sorted(touched):
         state_hash[v] = sessions[v].encode()

@@ -4,12 +4,13 @@ server's compact listpack encoding (a few bytes per member, against ~80 for a sk
 A set is one key while small; past CHUNK_MAX it splits like a B-tree leaf, and a directory ZSET finds the chunk
 of a member by its key (`keys.ChunkedSet`). Members are bytes starting with a KEY_LEN-byte key (`records.py`);
 all scores are 0, so order is the members' bytes and ranges are BYLEX. The fold adds members in log order
-(`ChunkAdds`, one `chunk_add-1.lua` call in the batch's transaction), so a set's layout depends on the log only,
+(`queue_adds`, one `chunk_add-1.lua` call in the batch's transaction), so a set's layout depends on the log only,
 not on where batches end: a rebuild gives the same keys. Reads walk the chunks server-side (`read_ranges`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,26 +28,17 @@ CHUNK_ADD = Script(__package__, "chunk_add-1.lua")
 CHUNK_RANGE = Script(__package__, "chunk_range-1.lua")
 
 
-class ChunkAdds:
-    """The members one fold batch adds to chunked sets, each set's in log order."""
-
-    def __init__(self) -> None:
-        self._sets: dict[ChunkedSet, list[bytes]] = {}
-
-    def add(self, s: ChunkedSet, member: bytes) -> None:
-        members = self._sets.get(s)
-        if members is None:
-            members = self._sets[s] = []
-        members.append(member)
-
-    def queue(self, u: Updates) -> None:
-        """Add them in the batch's transaction (one script call, after the batch's other updates)."""
-        if not self._sets:
-            return
-        argv: list[Any] = [CHUNK_MAX, KEY_LEN]
-        for s, members in self._sets.items():
+def queue_adds(u: Updates, adds: Iterable[tuple[ChunkedSet, list[bytes]]]) -> None:
+    """Add members to chunked sets, each set's in the order given (log order), in the batch's transaction: one
+    script call (`Updates.scripts`)."""
+    argv: list[Any] = [CHUNK_MAX, KEY_LEN]
+    route = None
+    for s, members in adds:
+        if members:
             argv += (s.first, s.directory, s.stem, s.tail, len(members), *members)
-        u.scripts.append((CHUNK_ADD, [next(iter(self._sets)).first], argv))
+            route = route or s.first
+    if route is not None:
+        u.scripts.append((CHUNK_ADD, [route], argv))
 
 
 @dataclass(frozen=True, slots=True)

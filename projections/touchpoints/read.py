@@ -12,11 +12,9 @@ from dataclasses import dataclass
 import polars as pl
 from redis.asyncio import Redis
 
-from ingest.ids import ulid_of_bytes
-
 from ..identity import Person, read_companies, read_company_contact_ids, read_people, read_people_of_events
 from ..keyspace import Keyspace
-from ..located import stream_id
+from ..located import stream_id, ulid_text
 from . import keys
 from .chains import visitor_of_anonymous, visitor_of_email, visitor_of_user
 from .chunks import Range, read_ranges
@@ -84,7 +82,7 @@ class Touchpoint:
 
     @property
     def id(self) -> str:
-        return f"tp_{ulid_of_bytes(self.key[6:])}"
+        return f"tp_{ulid_text(self.key[6:])}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +321,7 @@ async def _rows_of(
             {t.key[6:] for _, _, t, _, _ in picked if t is not None and t.has_ad_fields and t.ad is None}
         )
         if wanted:
-            found_docs = await redis.hmget(keys.tp_ad_docs(ks, workspace), [ulid_of_bytes(w) for w in wanted])
+            found_docs = await redis.hmget(keys.tp_ad_docs(ks, workspace), [ulid_text(w) for w in wanted])
             ad_docs = {w: decode_ad_doc(d) for w, d in zip(wanted, found_docs, strict=True) if d is not None}
     return [
         Row(

@@ -13,12 +13,11 @@ conversion that would not fit keeps its record in `keys.conversion_docs` ("spill
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import msgspec
 
-from ingest.ids import ulid_bytes, ulid_of_bytes
-
-from ..located import ULID_LEN, stream_id, ulid_ms
+from ..located import ULID_LEN, Located, ulid_bytes, ulid_text
 from .classify import AD_FIELDS, SOURCES, Classified
 
 KEY_LEN = 22  # time (6) + ULID (16)
@@ -41,13 +40,14 @@ def time_key(ts: int) -> bytes:
     return sort_ms(ts).to_bytes(6, "big")
 
 
-def event_key(ts: int, ulid: str) -> bytes:
-    return time_key(ts) + ulid_bytes(ulid)
+def event_key(loc: Located) -> bytes:
+    """An event's key: its time, then its ULID's 16 bytes."""
+    return time_key(loc.event.timestamp) + loc.key
 
 
 def key_text(key: bytes) -> str:
     """The text form of a key, `<13-digit ms><ULID>` (cursors and row keys): same order as the bytes."""
-    return f"{int.from_bytes(key[:6], 'big'):013d}{ulid_of_bytes(key[6:KEY_LEN])}"
+    return f"{int.from_bytes(key[:6], 'big'):013d}{ulid_text(key[6:KEY_LEN])}"
 
 
 def key_of_text(text: str) -> bytes:
@@ -66,10 +66,10 @@ def ulid_bytes_ms(raw: bytes) -> int:
     return int.from_bytes(raw[:6], "big")
 
 
-def position_offset(ulid: str, entry_id: str) -> tuple[int, int]:
-    """(entry ms − the ULID's ms, entry sequence): the log position written short."""
-    ms, seq = stream_id(entry_id)
-    return ms - ulid_ms(ulid), seq
+def position_offset(loc: Located) -> tuple[int, int]:
+    """(entry ms − the ULID's ms, entry sequence): the event's log position written short."""
+    ms, _, seq = loc.entry_id.partition("-")
+    return int(ms) - int.from_bytes(loc.key[:6], "big"), int(seq or 0)
 
 
 # ---------------------------------------------------------------- touchpoints
@@ -105,22 +105,33 @@ _enc = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 _tail_dec = msgspec.msgpack.Decoder(TouchTail)
 _ad_dec = msgspec.json.Decoder(AdFields)
-_NO_TAIL = _enc.encode(TouchTail())
 _NO_AD = AdFields()
 
 
-def touch_member(ts: int, ulid: str, entry_id: str, touch: Classified) -> tuple[bytes, str | None]:
-    """A touchpoint's chain member, and its ad hierarchy document when they do not fit in the member (JSON)."""
-    offset, seq = position_offset(ulid, entry_id)
-    exact_ts = ts if sort_ms(ts) != ts else None
+@lru_cache(maxsize=65_536)
+def _touch_head(touch: Classified) -> tuple[bytes, AdFields | None]:
+    # Classifications repeat (`chains._classify` caches them): their source byte and ad fields, once each.
     ad = AdFields(*(getattr(touch, f) for f in AD_FIELDS))
-    head = event_key(ts, ulid) + bytes((SOURCE_CODES[touch.source] | (HAS_AD_FIELDS if ad != _NO_AD else 0),))
-    if ad != _NO_AD:
-        member = head + _enc.encode(TouchTail(offset, seq, ad, exact_ts))
+    if ad == _NO_AD:
+        return bytes((SOURCE_CODES[touch.source],)), None
+    return bytes((SOURCE_CODES[touch.source] | HAS_AD_FIELDS,)), ad
+
+
+def touch_member(
+    key: bytes, ts: int, position: tuple[int, int], touch: Classified
+) -> tuple[bytes, str | None]:
+    """A touchpoint's chain member (`key`: `event_key`; `position`: `position_offset`), and its ad hierarchy
+    document when the fields do not fit in the member (JSON)."""
+    code, ad = _touch_head(touch)
+    exact_ts = ts if sort_ms(ts) != ts else None
+    if ad is not None:
+        member = key + code + _enc.encode(TouchTail(*position, ad, exact_ts))
         if len(member) <= MEMBER_MAX:
             return member, None
-    tail = _enc.encode(TouchTail(offset, seq, None, exact_ts))
-    return head + (b"" if tail == _NO_TAIL else tail), _json.encode(ad).decode() if ad != _NO_AD else None
+    if position == (0, 0) and exact_ts is None:
+        return key + code, _json.encode(ad).decode() if ad is not None else None
+    tail = _enc.encode(TouchTail(*position, None, exact_ts))
+    return key + code + tail, _json.encode(ad).decode() if ad is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +196,9 @@ _conv_dec = msgspec.msgpack.Decoder(ConversionRecord)
 _conv_json_dec = msgspec.json.Decoder(ConversionRecord)
 
 
-def conversion_member(ts: int, ulid: str, record: ConversionRecord) -> tuple[bytes, str | None]:
-    """A conversion's index member, and its spilled document (JSON; None: the member holds it all)."""
-    key = event_key(ts, ulid)
+def conversion_member(key: bytes, record: ConversionRecord) -> tuple[bytes, str | None]:
+    """A conversion's index member (`key`: `event_key`), and its spilled document (JSON; None: the member holds
+    it all)."""
     member = key + _enc.encode(record)
     if len(member) <= MEMBER_MAX:
         return member, None
