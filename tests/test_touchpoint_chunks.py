@@ -30,6 +30,7 @@ from projections.touchpoints.records import (
     position_offset,
     read_conversion_member,
     read_touch_member,
+    touch_head,
     touch_member,
 )
 from projections.updates import Updates
@@ -163,7 +164,7 @@ def _located(ts: int, entry_ms_after: int = 0, seq: int = 0) -> Located:
 )
 def test_a_touchpoint_member_tells_its_time_source_and_log_position(ts, entry_ms_after, seq):
     loc = _located(ts, entry_ms_after, seq)
-    member, doc = touch_member(event_key(loc), ts, position_offset(loc), Classified("direct"))
+    member, doc = touch_member(event_key(loc), ts, position_offset(loc), touch_head(Classified("direct")))
     ref = read_touch_member(member)
     assert (ref.key[6:], ref.ts, ref.source, ref.entry) == (loc.key, ts, "direct", stream_id(loc.entry_id))
     assert doc is None and not ref.has_ad_fields
@@ -175,12 +176,12 @@ def test_ad_hierarchy_fields_ride_in_the_member_when_they_fit_else_in_a_document
     loc = _located(1_780_000_000_000)
     key, position = event_key(loc), position_offset(loc)
     short = Classified("google_ads", campaign_name="brand", ad_name="ad 7")
-    member, doc = touch_member(key, 1_780_000_000_000, position, short)
+    member, doc = touch_member(key, 1_780_000_000_000, position, touch_head(short))
     ref = read_touch_member(member)
     assert doc is None and len(member) <= MEMBER_MAX
     assert ref.has_ad_fields and classified(ref.source, ref.ad) == short
     long = Classified("facebook_ads", campaign_id="120210000000000001", campaign_name="spring sale " * 4)
-    member, doc = touch_member(key, 1_780_000_000_000, position, long)
+    member, doc = touch_member(key, 1_780_000_000_000, position, touch_head(long))
     ref = read_touch_member(member)
     assert doc is not None and len(member) <= MEMBER_MAX
     assert (

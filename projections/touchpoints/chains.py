@@ -26,7 +26,16 @@ from ..updates import Updates
 from . import keys
 from .chunks import queue_adds
 from .classify import Classified, classify
-from .records import ConversionRecord, conversion_member, event_key, position_offset, sort_ms, touch_member
+from .records import (
+    MAX_SORT_MS,
+    AdFields,
+    ConversionRecord,
+    conversion_member,
+    event_key,
+    position_offset,
+    touch_head,
+    touch_member,
+)
 
 SESSION_GAP_MS = 30 * 60 * 1000
 EMAIL_CLICK_EVENTS = frozenset({"email_clicked", "email_link_clicked", "Email Link Clicked", "email_click"})
@@ -88,9 +97,11 @@ def _order_fields(p: dict[str, Any]) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=65_536)
-def _classify(url: str | None, referrer: str | None, campaign: tuple[tuple[str, str], ...]) -> Classified:
+def _classify(
+    url: str | None, referrer: str | None, campaign: tuple[tuple[str, str], ...]
+) -> tuple[bytes, AdFields | None]:
     # Landing URLs and referrers repeat a lot (campaign links): classify each distinct one once.
-    return classify(url, referrer, dict(campaign))
+    return touch_head(classify(url, referrer, dict(campaign)))
 
 
 def opens_sessions(e: Event) -> bool:
@@ -168,7 +179,7 @@ def _conversion_record(
     return ConversionRecord(
         entry_offset=offset,
         entry_seq=seq,
-        ts=e.timestamp if sort_ms(e.timestamp) != e.timestamp else None,
+        ts=None if 0 <= e.timestamp <= MAX_SORT_MS else e.timestamp,
         anonymous_id=e.anonymous_id,
         user_id=e.user_id,
         url=url_id,
@@ -201,7 +212,9 @@ def apply_touchpoints(
         if visitor is None:
             continue
         if e.kind == "track" and e.event in EMAIL_CLICK_EVENTS:
-            touch = Classified(source="email", campaign_name=_text(e.properties.get("campaign_name")))
+            head = touch_head(
+                Classified(source="email", campaign_name=_text(e.properties.get("campaign_name")))
+            )
         elif opens_sessions(e):
             s = sessions.get(visitor)
             if s is not None and s.start <= e.timestamp <= s.last + SESSION_GAP_MS:
@@ -210,12 +223,12 @@ def apply_touchpoints(
                 continue
             sessions[visitor] = SessionState(e.timestamp, e.timestamp)
             touched.add(visitor)
-            touch = _classify(e.url, e.referrer, tuple(sorted(e.campaign.items())) if e.campaign else ())
+            head = _classify(e.url, e.referrer, tuple(sorted(e.campaign.items())) if e.campaign else ())
         else:
             continue
         if e.kind != "track":  # a tracked event's key and position are known already
             key, position = event_key(loc), position_offset(loc)
-        member, ad = touch_member(key, e.timestamp, position, touch)
+        member, ad = touch_member(key, e.timestamp, position, head)
         chain = chains.get(visitor)
         if chain is None:
             chain = chains[visitor] = []

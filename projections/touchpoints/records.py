@@ -13,7 +13,6 @@ conversion that would not fit keeps its record in `keys.conversion_docs` ("spill
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import msgspec
 
@@ -42,7 +41,7 @@ def time_key(ts: int) -> bytes:
 
 def event_key(loc: Located) -> bytes:
     """An event's key: its time, then its ULID's 16 bytes."""
-    return time_key(loc.event.timestamp) + loc.key
+    return min(max(loc.event.timestamp, 0), MAX_SORT_MS).to_bytes(6, "big") + loc.key
 
 
 def key_text(key: bytes) -> str:
@@ -108,9 +107,8 @@ _ad_dec = msgspec.json.Decoder(AdFields)
 _NO_AD = AdFields()
 
 
-@lru_cache(maxsize=65_536)
-def _touch_head(touch: Classified) -> tuple[bytes, AdFields | None]:
-    # Classifications repeat (`chains._classify` caches them): their source byte and ad fields, once each.
+def touch_head(touch: Classified) -> tuple[bytes, AdFields | None]:
+    """What a touchpoint member says of its classification: the source byte, and the ad fields (None: none)."""
     ad = AdFields(*(getattr(touch, f) for f in AD_FIELDS))
     if ad == _NO_AD:
         return bytes((SOURCE_CODES[touch.source],)), None
@@ -118,20 +116,20 @@ def _touch_head(touch: Classified) -> tuple[bytes, AdFields | None]:
 
 
 def touch_member(
-    key: bytes, ts: int, position: tuple[int, int], touch: Classified
+    key: bytes, ts: int, position: tuple[int, int], head: tuple[bytes, AdFields | None]
 ) -> tuple[bytes, str | None]:
-    """A touchpoint's chain member (`key`: `event_key`; `position`: `position_offset`), and its ad hierarchy
-    document when the fields do not fit in the member (JSON)."""
-    code, ad = _touch_head(touch)
-    exact_ts = ts if sort_ms(ts) != ts else None
+    """A touchpoint's chain member (`key`: `event_key`; `position`: `position_offset`; `head`: `touch_head`),
+    and its ad hierarchy document when the fields do not fit in the member (JSON)."""
+    code, ad = head
+    exact_ts = None if 0 <= ts <= MAX_SORT_MS else ts
     if ad is not None:
         member = key + code + _enc.encode(TouchTail(*position, ad, exact_ts))
         if len(member) <= MEMBER_MAX:
             return member, None
+    doc = None if ad is None else _json.encode(ad).decode()
     if position == (0, 0) and exact_ts is None:
-        return key + code, _json.encode(ad).decode() if ad is not None else None
-    tail = _enc.encode(TouchTail(*position, None, exact_ts))
-    return key + code + tail, _json.encode(ad).decode() if ad is not None else None
+        return key + code, doc
+    return key + code + _enc.encode(TouchTail(*position, None, exact_ts)), doc
 
 
 @dataclass(frozen=True, slots=True)
