@@ -235,9 +235,8 @@ def apply_touchpoints(
         chain.append(member)
         if ad is not None:
             ad_docs[loc.ulid] = ad
-    adds = [(keys.conversions_by_name(ks, workspace, n), ms) for n, ms in by_name.items()]
-    adds += [(keys.tp_chain(ks, workspace, v), ms) for v, ms in chains.items()]
-    queue_adds(u, adds)
+    queue_adds(u, keys.conversions_by_name(ks, workspace), by_name)
+    queue_adds(u, keys.tp_chains(ks, workspace), chains)
     state_hash = u.hset[keys.tp_sessions(ks, workspace)]
     for v in sorted(touched):
         state_hash[v] = sessions[v].encode()

@@ -1,7 +1,7 @@
 """Keys of the touchpoints projection: open sessions, visitors' touchpoint chains and their ad hierarchy
 documents, the conversion index by event name, and the dictionary of conversion page URLs.
 
-Chains and the conversion index are chunked sorted sets (`chunks.py`): a `ChunkedSet` names a set's keys.
+Chains and the conversion index are chunked sorted sets (`chunks.py`): a `ChunkedSets` names a family's keys.
 Members are binary (`records.py`)."""
 
 from __future__ import annotations
@@ -12,22 +12,32 @@ from ..keyspace import Keyspace, workspace_base
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkedSet:
-    """The keys of one chunked sorted set. `first` is the set while it is small (and, once split, its first
-    chunk); `directory` is a ZSET (all scores 0) of `<first member's key><n>` for chunks 1…n, each the key
-    `chunk(n)`. The variable part (visitor, event name) comes last, so no set's keys can be another's."""
+class ChunkedSets:
+    """The keys of a family of chunked sorted sets, one set per name (a visitor, an event name). Set `name` is
+    the key `first + name` while it is small, and its first chunk once split; its chunks 1…n are
+    `chunk(name, n)`; its directory, a ZSET (all scores 0) of `<first member's key><n>` for chunks 1…n, is
+    `directory + name`; `split` is a SET of the names whose set has chunks. The name comes last, so no set's
+    keys can be another's."""
 
     first: str
     directory: str
-    stem: str
-    tail: str
+    chunk_stem: str
+    split: str
 
-    def chunk(self, n: int) -> str:
-        return f"{self.stem}{n}{self.tail}"  # `chunk_add-1.lua` builds the same: stem .. n .. tail
+    def first_key(self, name: str) -> str:
+        return f"{self.first}{name}"
+
+    def directory_key(self, name: str) -> str:
+        return f"{self.directory}{name}"
+
+    def chunk_key(self, name: str, n: int) -> str:
+        return (
+            f"{self.chunk_stem}{n}:{name}"  # the chunk scripts build the same: chunk_stem .. n .. ':' .. name
+        )
 
 
-def _chunked(base: str, kind: str, name: str) -> ChunkedSet:
-    return ChunkedSet(f"{base}:{kind}:{name}", f"{base}:{kind}d:{name}", f"{base}:{kind}c:", f":{name}")
+def _chunked(base: str, kind: str) -> ChunkedSets:
+    return ChunkedSets(f"{base}:{kind}:", f"{base}:{kind}d:", f"{base}:{kind}c:", f"{base}:{kind}s")
 
 
 def tp_sessions(ks: Keyspace, workspace: str) -> str:
@@ -35,11 +45,11 @@ def tp_sessions(ks: Keyspace, workspace: str) -> str:
     return f"{workspace_base(ks, workspace)}:tp:s"
 
 
-def tp_chain(ks: Keyspace, workspace: str, visitor: str) -> ChunkedSet:
-    """One visitor's touchpoints (`records.touch_member`), in (time, id) order: `tp:c:<visitor>`, chunks
-    `tp:cc:<n>:<visitor>`, directory `tp:cd:<visitor>`. Visitors are `a:<anonymous id>`, `u:<user id>` or
-    `e:<email>`."""
-    return _chunked(workspace_base(ks, workspace), "tp:c", visitor)
+def tp_chains(ks: Keyspace, workspace: str) -> ChunkedSets:
+    """Each visitor's touchpoints (`records.touch_member`), in (time, id) order: `tp:c:<visitor>`, chunks
+    `tp:cc:<n>:<visitor>`, directory `tp:cd:<visitor>`, split visitors `tp:cs`. Visitors are
+    `a:<anonymous id>`, `u:<user id>` or `e:<email>`."""
+    return _chunked(workspace_base(ks, workspace), "tp:c")
 
 
 def tp_ad_docs(ks: Keyspace, workspace: str) -> str:
@@ -47,10 +57,10 @@ def tp_ad_docs(ks: Keyspace, workspace: str) -> str:
     return f"{workspace_base(ks, workspace)}:tp:doc"
 
 
-def conversions_by_name(ks: Keyspace, workspace: str, name: str) -> ChunkedSet:
-    """Every tracked event of one name (`records.conversion_member`), in (time, id) order: `cv:n:<name>`,
-    chunks `cv:nc:<n>:<name>`, directory `cv:nd:<name>`."""
-    return _chunked(workspace_base(ks, workspace), "cv:n", name)
+def conversions_by_name(ks: Keyspace, workspace: str) -> ChunkedSets:
+    """Each event name's tracked events (`records.conversion_member`), in (time, id) order: `cv:n:<name>`,
+    chunks `cv:nc:<n>:<name>`, directory `cv:nd:<name>`, split names `cv:ns`."""
+    return _chunked(workspace_base(ks, workspace), "cv:n")
 
 
 def conversion_docs(ks: Keyspace, workspace: str) -> str:

@@ -17,7 +17,7 @@ from ..keyspace import Keyspace
 from ..located import stream_id, ulid_text
 from . import keys
 from .chains import visitor_of_anonymous, visitor_of_email, visitor_of_user
-from .chunks import Range, read_ranges
+from .chunks import read_ranges
 from .classify import Classified
 from .models import attribute, window_start_ms
 from .records import (
@@ -236,10 +236,10 @@ async def _conversion_chunk(
 ) -> list[tuple[bytes, str]]:
     """Up to `count` conversion members (with their name) between the BYLEX bounds over every asked name, in
     walk order."""
-    ranges = [Range(keys.conversions_by_name(ks, workspace, n), lo, hi, backward, count) for n in q.names]
-    found = [
-        (m, name) for name, ms in zip(q.names, await read_ranges(redis, ranges), strict=True) for m in ms
-    ]
+    sets = keys.conversions_by_name(ks, workspace)
+    ranges = [(n, lo, hi) for n in q.names]
+    members = await read_ranges(redis, sets, ranges, rev=backward, count=count)
+    found = [(m, name) for name, ms in zip(q.names, members, strict=True) for m in ms]
     found.sort(reverse=backward)
     return found[:count]
 
@@ -254,12 +254,10 @@ async def _touchpoints(
     """Each visitor's touchpoints between the times of `span` (None: from the start), later than the snapshot
     left out."""
     order = sorted(span)
-    ranges = []
-    for v in order:
-        a, b = span[v]
-        ranges.append(Range(keys.tp_chain(ks, workspace, v), b"[" + time_key(a or 0), b"(" + time_key(b + 1)))
+    ranges = [(v, b"[" + time_key(span[v][0] or 0), b"(" + time_key(span[v][1] + 1)) for v in order]
+    found = await read_ranges(redis, keys.tp_chains(ks, workspace), ranges)
     out: dict[str, list[TouchRef]] = {}
-    for v, members in zip(order, await read_ranges(redis, ranges), strict=True):
+    for v, members in zip(order, found, strict=True):
         refs = [t for m in members if _before((t := read_touch_member(m)).entry, snapshot)]
         if refs:
             out[v] = refs
