@@ -3,9 +3,10 @@ documents beside them. `chains` encodes them in the fold, `read` decodes them; n
 
 Every member starts with a 22-byte key, event time (6 bytes, big-endian ms) then the event's ULID (16 bytes),
 so byte order is (time, id) order and BYLEX ranges on a time prefix select a window. What follows the key is
-only what cannot be derived: a touchpoint's source (one byte) and, rarely, its log position; a conversion's
-visitors, page URL (an id into a per-workspace dictionary) and order fields. The log position is written as
-the ULID's millisecond plus an offset (usually 0), like `projections.located.member_of` does for events.
+only what cannot be derived: a touchpoint's source (one byte), its ad hierarchy fields and its log position;
+a conversion's visitors, page URL (an id into a per-workspace dictionary), order fields and log position. A log
+position is written as an offset from the ULID's millisecond and a sequence number (usually both 0 or tiny),
+like `projections.located.member_of` does for events; defaults are left out.
 A member stays within MEMBER_MAX bytes so that the small keys holding it keep their listpack encoding; a
 conversion that would not fit keeps its record in `keys.conversion_docs` ("spilled").
 """
@@ -22,26 +23,24 @@ from .classify import AD_FIELDS, SOURCES, Classified
 KEY_LEN = 22  # time (6) + ULID (16)
 MAX_SORT_MS = 9_999_999_999_999  # 13 digits: the cursor form of a key (`key_text`) keeps its width
 MEMBER_MAX = 64  # the server's zset-max-listpack-value: a longer member turns its whole key into a skiplist
-HAS_AD_FIELDS = 0x80  # in a touchpoint's source byte: `keys.tp_ad_docs` holds its ad hierarchy fields
+HAS_AD_FIELDS = (
+    0x80  # in a touchpoint's source byte: it has ad hierarchy fields (in the member, or a document)
+)
 # The stored code of a source is its place in SOURCES: a source added to the vocabulary goes at the end
 # (anywhere else, bump PROJECTION_FORMAT).
 SOURCE_CODES = {s: i for i, s in enumerate(SOURCES)}
 assert len(SOURCES) < HAS_AD_FIELDS
 
 
-def sort_ms(ts: int) -> int:
-    """The event time as a key holds it (clamped to 0 … MAX_SORT_MS; the exact time rides along if clamped)."""
-    return min(max(ts, 0), MAX_SORT_MS)
-
-
 def time_key(ts: int) -> bytes:
-    """The 6-byte time prefix of a key: BYLEX bounds of a time range."""
-    return sort_ms(ts).to_bytes(6, "big")
+    """The 6-byte time prefix of a key (BYLEX bounds of a time range): the time clamped to 0 … MAX_SORT_MS (a
+    member whose event time lies outside carries the exact time too)."""
+    return min(max(ts, 0), MAX_SORT_MS).to_bytes(6, "big")
 
 
 def event_key(loc: Located) -> bytes:
     """An event's key: its time, then its ULID's 16 bytes."""
-    return min(max(loc.event.timestamp, 0), MAX_SORT_MS).to_bytes(6, "big") + loc.key
+    return time_key(loc.event.timestamp) + loc.key
 
 
 def key_text(key: bytes) -> str:
