@@ -66,8 +66,7 @@ def ulid_bytes_ms(raw: bytes) -> int:
 
 def position_offset(loc: Located) -> tuple[int, int]:
     """(entry ms − the ULID's ms, entry sequence): the event's log position written short."""
-    ms, _, seq = loc.entry_id.partition("-")
-    return int(ms) - int.from_bytes(loc.key[:6], "big"), int(seq or 0)
+    return loc.entry_ms - int.from_bytes(loc.key[:6], "big"), loc.entry_seq
 
 
 # ---------------------------------------------------------------- touchpoints
