@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import server_env, spawn, wait_http  # noqa: E402
+from memory import memory_by_kind, per_event  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
 from ingest.ids import event_id, ulids  # noqa: E402
@@ -186,35 +187,6 @@ async def load(redis: Redis, settings: Settings, workspace: str, n: int, parquet
         writer.write_table(pa.table(pending, schema=schema))
     writer.close()
     return {"load_s": time.perf_counter() - t0, "raw_json_bytes": statistics.mean(raw_sizes)}
-
-
-async def memory_by_projection(redis: Redis, n: int) -> dict[str, float]:
-    """Bytes per event by kind of key (`ix:t`, `tp:doc`, the log…): MEMORY USAGE of every key, pipelined."""
-    sizes: dict[str, int] = {}
-    batch: list[bytes] = []
-
-    async def measure() -> None:
-        pipe = redis.pipeline(transaction=False)
-        for k in batch:
-            pipe.memory_usage(k, samples=0)
-        for k, used in zip(batch, await pipe.execute(), strict=True):
-            name = k.decode()
-            kind = "log" if name.endswith(":log") else name.partition(":w:")[2].partition(":")[2]
-            parts = kind.split(":")
-            kind = (
-                ":".join(parts[:2]) if parts[0] in ("ix", "tp", "cv", "id", "co", "ct", "cnt") else parts[0]
-            )
-            if kind[4:5].isdigit():
-                kind = "cnt:<day>"
-            sizes[kind or name] = sizes.get(kind or name, 0) + (used or 0)
-        batch.clear()
-
-    async for key in redis.scan_iter(count=5000):
-        batch.append(key)
-        if len(batch) == 2000:
-            await measure()
-    await measure()
-    return {k: round(v / n, 1) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v / n >= 0.5}
 
 
 # ---------------------------------------------------------------- the queries: API parameters and SQL
@@ -387,7 +359,7 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
         procs[-1].wait(timeout=30)
         mem = int((await redis.info("memory"))["used_memory"]) - base_mem
         print(f"folded in {fold_s:.0f}s ({n / fold_s:,.0f} events/s)", flush=True)
-        breakdown = await memory_by_projection(redis, n)
+        breakdown = per_event(await memory_by_kind(redis), n)
         print(json.dumps(breakdown), flush=True)
 
         procs.append(spawn(["serve", "--no-fold"], env))

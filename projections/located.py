@@ -17,6 +17,7 @@ ULID_LEN = 26  # characters of a ULID's text; 16 bytes as a number
 # Crockford base32 (ULIDs) → the digits int(…, 32) reads, and back
 _TO_BASE32 = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → 2 characters
 # a receipt record: ULID, entry ms − ULID ms, entry sequence, index in the entry
 RECORD = struct.Struct(">16sqII")
 # a waiting record: a receipt record, then the event's timestamp
@@ -42,7 +43,7 @@ def ulid_bytes(ulid: str) -> bytes:
 
 def ulid_text(raw: bytes) -> str:
     n = int.from_bytes(raw[:16], "big")
-    return "".join(_CROCKFORD[(n >> s) & 31] for s in range(125, -1, -5))
+    return "".join([_PAIRS[(n >> s) & 1023] for s in range(120, -1, -10)])  # 13 pairs of characters
 
 
 _ONE_BYTE = [bytes([n]) for n in range(0x80)]

@@ -54,6 +54,14 @@ class Script:
         except NoScriptError:
             return await redis.eval(self.script, len(keys), *keys, arg)
 
+    async def call_argv(self, redis: Any, keys: Sequence[str], argv: Sequence[Any]) -> Any:
+        """Run on `redis` (a client) with a plain argument list (see `queue_argv`)."""
+        self._check(keys)
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *argv)
+        except NoScriptError:
+            return await redis.eval(self.script, len(keys), *keys, *argv)
+
     def queue(self, pipe: Any, keys: Sequence[str], **named: Any) -> None:
         """Queue a call on a pipeline (or a transaction); the pipeline loads the script first if needed."""
         self.queue_argv(pipe, keys, [pack_args(named)])

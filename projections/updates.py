@@ -84,6 +84,9 @@ class Updates:
         self.remove_records: dict[str, set[bytes]] = defaultdict(set)  # records taken out of such strings
         self.set: dict[str, bytes] = {}  # strings written whole
         self.zremrange: dict[str, int] = {}  # ZSET members scored below this dropped (run first)
+        # A projection's own scripts (script, keys, argument list), for updates no command makes (the chunked
+        # sets of `touchpoints.chunks`): queued first, in the order added.
+        self.scripts: list[tuple[Script, list[str], list[Any]]] = []
 
     def commands(self) -> list[list[Any]]:
         """Every update as `[name, key, args…]` commands in a deterministic order, none longer than
@@ -131,10 +134,12 @@ class Updates:
         return out
 
     def queue(self, pipe: Any, route_key: str | None = None) -> None:
-        """Queue every update on a (transactional) pipeline as a few `APPLY_UPDATES` calls.
+        """Queue every update on a (transactional) pipeline: `scripts`, then a few `APPLY_UPDATES` calls.
 
         `route_key` (default: the first key updated) is declared to the script so a cluster routes it to
         the partition's slot; every key of a batch shares that slot."""
+        for script, keys, argv in self.scripts:
+            script.queue_argv(pipe, keys, argv)
         commands = self.commands()
         if not commands:
             return
@@ -164,4 +169,5 @@ class Updates:
             + len(self.remove_records)
             + len(self.set)
             + len(self.zremrange)
+            + len(self.scripts)
         )

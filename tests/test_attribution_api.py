@@ -8,6 +8,7 @@ from api.workspace_settings import CustomEventName, SettingsChange, change_works
 from ingest.log import EventLog
 from ingest.workspaces import WorkspaceRegistry
 from projections.fold.rebuild import rebuild_and_compare
+from projections.touchpoints import AD_FIELDS
 
 from .attribution_helpers import event, load, ms, page, track
 from .conftest import make_settings
@@ -267,6 +268,39 @@ async def test_linear_gives_one_row_per_touchpoint_with_partial_amounts(client, 
     assert rows[0]["campaign_name"] == "Brand" and rows[0]["ad_name"] == "ad-7"
     assert rows[2]["campaign_id"] == "c-9"
     assert all(r["touchpoint_id"].startswith("tp_") for r in rows)
+
+
+async def test_long_ids_urls_and_ad_fields_come_back_whole(client, key, log, workspace, folded):
+    # too long for the compact members: the conversion's record and the touchpoint's ad fields go to documents
+    t = ms("2026-03-10 12:00:00")
+    anon, user = "3f0c1e9a-5b7d-4c2e-9a1f-0e8d7c6b5a49", "someone.with.a.long.address@example.com"
+    landing = (
+        "https://shop.example.com/?fbclid=f1&hsa_acc=1234567890&account_name=Example%20Shop%20EU"
+        "&campaign_id=120210000000000001&utm_campaign=Spring%20Sale%202026%20Retargeting"
+        "&adset_id=120210000000000002&utm_adset=Lookalike%201%25&ad_id=120210000000000003&utm_ad=Blue%20Banner"
+    )
+    thanks = "https://shop.example.com/checkout/thank-you?order=o-123456789&utm_source=newsletter"
+    await load(
+        log,
+        workspace.id,
+        [
+            page(t - 86_400_000, anon, landing),
+            track("purchase", t, anon=anon, user=user, url=thanks,
+                  properties={"revenue": 99.5, "order_id": "o-123456789", "order_name": "#123456789", "is_upsell": True}),
+        ],
+    )  # fmt: skip
+    await folded()
+    fields = ["amount", "order_id", "order_name", "is_upsell", "event_url", *AD_FIELDS]
+    params = {**RANGE, "attribution_model": "first_touch", "attribution_window": "30",
+              "sources[]": "facebook_ads", "fields[]": fields}  # fmt: skip
+    (row,) = (await get(client, key, **params)).json()["data"]
+    assert {f: row[f] for f in fields} == {
+        "amount": 99.5, "order_id": "o-123456789", "order_name": "#123456789", "is_upsell": True,
+        "event_url": thanks, "account_id": "1234567890", "account_name": "Example Shop EU",
+        "campaign_id": "120210000000000001", "campaign_name": "Spring Sale 2026 Retargeting",
+        "adset_id": "120210000000000002", "adset_name": "Lookalike 1%", "ad_id": "120210000000000003",
+        "ad_name": "Blue Banner",
+    }  # fmt: skip
 
 
 async def test_source_filter_keeps_only_matching_credited_rows(client, key, log, workspace, folded):

@@ -372,6 +372,7 @@ async def _list(request: Request, services: Services, tenant: Tenant) -> dict[st
         window_days=p.window,
         snapshot=snapshot,
         query_mode=p.query_mode,
+        ad_fields=any(f in AD_FIELDS for f in p.fields),
     )
     resolver = ChainResolver(redis, tenant.ks, tenant.id)
     accept = (lambda fields: profile_matches(fields, p.filters, ws.timezone)) if p.filters else None

@@ -395,7 +395,7 @@ async def _apply(
     """Every projection's updates for the batch's new events, in one `Updates`."""
     # What the projections need from Redis for the whole batch, each one round trip.
     known_signatures = await events.read_known_signatures(redis, ks, batch)
-    sessions = await touchpoints.load_sessions(redis, ks, batch)
+    touchpoint_states = await touchpoints.load_state(redis, ks, batch)
     states = await identity.load_identity(redis, ks, batch)
     # Identity first: each event's contact (links and merges of the whole batch applied), then the other
     # projections see it.
@@ -419,7 +419,7 @@ async def _apply(
         events.apply_events(u, ks, ws, located, keep)
         counters.apply_counters(u, ks, ws, located)
         events.apply_search(u, ks, ws, located, known_signatures.get(ws, set()), keep)
-        touchpoints.apply_touchpoints(u, ks, ws, located, sessions.setdefault(ws, {}))
+        touchpoints.apply_touchpoints(u, ks, ws, located, touchpoint_states[ws])
     # Earlier batches' events whose contact changed move in the same transaction: identity announces the
     # moves, the events projection moves its indices and says which events moved, identity links them to
     # their contact and the counters count the newly identified ones.

@@ -8,7 +8,7 @@ from ..keyspace import Keyspace, workspace_base
 # What a fold writes, by version: bump it whenever a projection's keys or contents change. An applier that finds
 # a partition folded in another format drops that partition's projections and folds its log again from the start
 # (`projections.fold.applier.ensure_projection_format`): the log is the source of truth, projections are derived.
-PROJECTION_FORMAT = "5"
+PROJECTION_FORMAT = "6"
 
 
 def projection_format(ks: Keyspace) -> str:

@@ -5,7 +5,7 @@ and attribution pages (`read`).
 What other packages use is imported here; the rest is the package's own.
 """
 
-from .chains import apply_touchpoints, load_sessions
+from .chains import apply_touchpoints, load_state
 from .classify import AD_FIELDS, SOURCES, classify
 from .models import MODELS, WINDOWS_DAYS, attribute
 from .read import AttributionQuery, ChainResolver, Row, read_attribution_rows
@@ -21,6 +21,6 @@ __all__ = [
     "apply_touchpoints",
     "attribute",
     "classify",
-    "load_sessions",
+    "load_state",
     "read_attribution_rows",
 ]

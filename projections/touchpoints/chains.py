@@ -2,19 +2,19 @@
 
 Sessions: per visitor (anonymous id, else user id), a browser event (page / screen, or a track call with a
 URL) more than 30 minutes after the visitor's last one starts a session; its entry becomes a touchpoint
-classified by `classify.py`. Email clicks are touchpoints of their own. State is processed in log order, so a
-live fold and a replay agree whatever the batch boundaries. Every tracked event is a conversion candidate,
-indexed by name (custom event names are mapped at query time, so settings stay out of the fold).
+classified by `classify.py`, added to the visitor's chain. Email clicks are touchpoints of their own. State is
+processed in log order, so a live fold and a replay agree whatever the batch boundaries. Every tracked event
+is a conversion candidate, indexed by name (custom event names are mapped at query time, so settings stay
+out of the fold). How members and documents are written: `records.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import msgspec
 from redis.asyncio import Redis
 
 from ingest.schema import Event
@@ -22,46 +22,24 @@ from ingest.sources.profile import normalize_email
 
 from ..keyspace import Keyspace
 from ..located import Located
-from ..updates import Targets, Updates
+from ..updates import Updates
 from . import keys
+from .chunks import queue_adds
 from .classify import Classified, classify
+from .records import (
+    MAX_SORT_MS,
+    AdFields,
+    ConversionRecord,
+    conversion_member,
+    event_key,
+    position_offset,
+    touch_head,
+    touch_member,
+)
 
 SESSION_GAP_MS = 30 * 60 * 1000
 EMAIL_CLICK_EVENTS = frozenset({"email_clicked", "email_link_clicked", "Email Link Clicked", "email_click"})
 AMOUNT_PROPERTIES = ("revenue", "value", "amount")
-TS_DIGITS = 13  # conversion index members start with the zero-padded epoch ms, so BYLEX order = time order
-
-
-class Touchpoint(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
-    id: str  # tp_<ULID of the event that opened the session (or the email click)>
-    ts: int
-    entry_id: str  # log entry of that event (for snapshot-consistent pages)
-    visitor: str
-    touch: Classified
-    url: str | None = None
-
-
-class Conversion(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True):
-    id: str  # evt_<ULID>
-    ts: int
-    entry_id: str
-    name: str
-    anonymous_id: str | None = None
-    user_id: str | None = None
-    amount: float = 0.0
-    order_id: str | None = None
-    order_name: str | None = None
-    is_upsell: bool = False
-    url: str | None = None
-
-    @property
-    def visitors(self) -> list[str]:
-        return [v for v in (visitor_of_anonymous(self.anonymous_id), visitor_of_user(self.user_id)) if v]
-
-
-_tp_encoder = msgspec.json.Encoder()
-_tp_decoder = msgspec.json.Decoder(Touchpoint)
-_conv_decoder = msgspec.json.Decoder(Conversion)
 
 
 def visitor_of_anonymous(anonymous_id: str | None) -> str | None:
@@ -81,14 +59,6 @@ def visitor_of(e: Event) -> str | None:
     """Whose touchpoints an event belongs to: the browser's anonymous id, else the user id, else (email
     webhooks, which know people only by address) the email address."""
     return visitor_of_anonymous(e.anonymous_id) or visitor_of_user(e.user_id) or visitor_of_email(e.email)
-
-
-def chain_member(visitor: str, ts: int, touchpoint_id: str) -> str:
-    return f"{visitor}\x00{max(ts, 0):0{TS_DIGITS}d}{touchpoint_id}"
-
-
-def conversion_member(ts: int, ulid: str) -> str:
-    return f"{ts:0{TS_DIGITS}d}{ulid}"
 
 
 def _amount(props: dict) -> float:
@@ -126,24 +96,12 @@ def _order_fields(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def conversion_of(loc: Located) -> Conversion:
-    e = loc.event
-    return Conversion(
-        id=e.id,
-        ts=e.timestamp,
-        entry_id=loc.entry_id,
-        name=e.event,
-        anonymous_id=e.anonymous_id,
-        user_id=e.user_id,
-        url=e.url,
-        **_order_fields(e.properties),
-    )
-
-
 @lru_cache(maxsize=65_536)
-def _classify(url: str | None, referrer: str | None, campaign: tuple[tuple[str, str], ...]) -> Classified:
+def _classify(
+    url: str | None, referrer: str | None, campaign: tuple[tuple[str, str], ...]
+) -> tuple[bytes, AdFields | None]:
     # Landing URLs and referrers repeat a lot (campaign links): classify each distinct one once.
-    return classify(url, referrer, dict(campaign))
+    return touch_head(classify(url, referrer, dict(campaign)))
 
 
 def opens_sessions(e: Event) -> bool:
@@ -166,73 +124,119 @@ class SessionState:
         return cls(int(a), int(b))
 
 
-async def load_sessions(
+@dataclass(slots=True)
+class TouchpointState:
+    """What folding one workspace's batch reads first (`load_state`) and advances in place, in log order: the
+    open session of each visitor, and the ids of the conversion page URLs known so far."""
+
+    sessions: dict[str, SessionState] = field(default_factory=dict)
+    url_ids: dict[str, int] = field(default_factory=dict)
+    next_url_id: int = 1
+
+
+async def load_state(
     redis: Redis, ks: Keyspace, by_workspace: dict[str, Iterable[Located]]
-) -> dict[str, dict[str, SessionState]]:
-    """The session state of every visitor in a batch: one pipelined round trip for the whole batch."""
-    wanted = {
-        ws: sorted({v for loc in locs if opens_sessions(loc.event) and (v := visitor_of(loc.event))})
-        for ws, locs in by_workspace.items()
-    }
-    order = [ws for ws in sorted(wanted) if wanted[ws]]
-    if not order:
-        return {}
+) -> dict[str, TouchpointState]:
+    """The state of every workspace of a batch: one pipelined round trip for the whole batch."""
+    plan: list[tuple[str, str, list[str]]] = []
     pipe = redis.pipeline(transaction=False)
-    for ws in order:
-        pipe.hmget(keys.tp_sessions(ks, ws), wanted[ws])
-    out: dict[str, dict[str, SessionState]] = {}
-    for ws, found in zip(order, await pipe.execute(), strict=True):
-        out[ws] = {v: SessionState.decode(raw) for v, raw in zip(wanted[ws], found, strict=True) if raw}
+    for ws in sorted(by_workspace):
+        locs = list(by_workspace[ws])
+        visitors = sorted({v for loc in locs if opens_sessions(loc.event) and (v := visitor_of(loc.event))})
+        urls = sorted({loc.event.url for loc in locs if loc.event.kind == "track" and loc.event.url})
+        if visitors:
+            pipe.hmget(keys.tp_sessions(ks, ws), visitors)
+            plan.append((ws, "sessions", visitors))
+        if urls:
+            pipe.hmget(keys.conversion_url_ids(ks, ws), urls)
+            pipe.hlen(keys.conversion_url_ids(ks, ws))
+            plan += [(ws, "urls", urls), (ws, "url count", [])]
+    out = {ws: TouchpointState() for ws in by_workspace}
+    for (ws, what, asked), found in zip(plan, await pipe.execute() if plan else [], strict=True):
+        state = out[ws]
+        if what == "sessions":
+            state.sessions = {v: SessionState.decode(raw) for v, raw in zip(asked, found, strict=True) if raw}
+        elif what == "urls":
+            state.url_ids = {u: int(raw) for u, raw in zip(asked, found, strict=True) if raw}
+        else:
+            state.next_url_id = int(found) + 1
     return out
 
 
-def apply_touchpoints(
-    u: Updates, ks: Keyspace, workspace: str, located: list[Located], sessions: dict[str, SessionState]
-) -> None:
-    """Touchpoints (session entries, email clicks), visitor chains, user → anonymous links, conversions.
+def _conversion_record(
+    loc: Located, position: tuple[int, int], state: TouchpointState, u: Updates, ks: Keyspace, ws: str
+) -> ConversionRecord:
+    e = loc.event
+    url_id = 0
+    if e.url:
+        url_id = state.url_ids.get(e.url, 0)
+        if not url_id:  # a URL met for the first time gets the next id
+            url_id = state.url_ids[e.url] = state.next_url_id
+            state.next_url_id += 1
+            u.hset[keys.conversion_url_ids(ks, ws)][e.url] = str(url_id)
+            u.hset[keys.conversion_urls(ks, ws)][str(url_id)] = e.url
+    offset, seq = position
+    return ConversionRecord(
+        entry_offset=offset,
+        entry_seq=seq,
+        ts=None if 0 <= e.timestamp <= MAX_SORT_MS else e.timestamp,
+        anonymous_id=e.anonymous_id,
+        user_id=e.user_id,
+        url=url_id,
+        **_order_fields(e.properties),
+    )
 
-    `sessions` is the batch's state loaded by `load_sessions`; it is advanced in place, in log order."""
-    docs = u.hset[keys.tp_docs(ks, workspace)]
-    chains = u.zadd[keys.tp_chains(ks, workspace)]
-    conv_docs = u.hset[keys.conversion_docs(ks, workspace)]
-    by_name = Targets(u.zadd, lambda name: keys.conversions_by_name(ks, workspace, name))
+
+def apply_touchpoints(
+    u: Updates, ks: Keyspace, workspace: str, located: list[Located], state: TouchpointState
+) -> None:
+    """Touchpoints (session entries, email clicks) into their visitor's chain, conversions into their name's
+    index. `state` is the batch's (`load_state`); it is advanced in place, in log order."""
+    ad_docs = u.hset[keys.tp_ad_docs(ks, workspace)]
+    chains: dict[str, list[bytes]] = {}  # new members by visitor, and by event name, in log order
+    by_name: dict[str, list[bytes]] = {}
+    sessions = state.sessions
     touched: set[str] = set()
     for loc in located:
         e = loc.event
         if e.kind == "track":
-            c = conversion_of(loc)
-            conv_docs[loc.ulid] = _tp_encoder.encode(c).decode()
-            by_name[e.event][conversion_member(e.timestamp, loc.ulid)] = 0
+            key, position = event_key(loc), position_offset(loc)
+            member, doc = conversion_member(key, _conversion_record(loc, position, state, u, ks, workspace))
+            index = by_name.get(e.event)
+            if index is None:
+                index = by_name[e.event] = []
+            index.append(member)
+            if doc is not None:
+                u.hset[keys.conversion_docs(ks, workspace)][loc.ulid] = doc
         visitor = visitor_of(e)
         if visitor is None:
             continue
-        touch: Classified | None = None
         if e.kind == "track" and e.event in EMAIL_CLICK_EVENTS:
-            link = _text(e.properties.get("url") or e.properties.get("link")) or e.url
-            touch = Classified(source="email", campaign_name=_text(e.properties.get("campaign_name")))
-            tp = Touchpoint(f"tp_{loc.ulid}", e.timestamp, loc.entry_id, visitor, touch, link)
+            head = touch_head(
+                Classified(source="email", campaign_name=_text(e.properties.get("campaign_name")))
+            )
         elif opens_sessions(e):
-            state = sessions.get(visitor)
-            if state is not None and state.start <= e.timestamp <= state.last + SESSION_GAP_MS:
-                state.last = max(state.last, e.timestamp)
+            s = sessions.get(visitor)
+            if s is not None and s.start <= e.timestamp <= s.last + SESSION_GAP_MS:
+                s.last = max(s.last, e.timestamp)
                 touched.add(visitor)
                 continue
             sessions[visitor] = SessionState(e.timestamp, e.timestamp)
             touched.add(visitor)
-            touch = _classify(e.url, e.referrer, tuple(sorted(e.campaign.items())) if e.campaign else ())
-            tp = Touchpoint(f"tp_{loc.ulid}", e.timestamp, loc.entry_id, visitor, touch, e.url)
+            head = _classify(e.url, e.referrer, tuple(sorted(e.campaign.items())) if e.campaign else ())
         else:
             continue
-        docs[tp.id] = _tp_encoder.encode(tp).decode()
-        chains[chain_member(visitor, tp.ts, tp.id)] = 0
+        if e.kind != "track":  # a tracked event's key and position are known already
+            key, position = event_key(loc), position_offset(loc)
+        member, ad = touch_member(key, e.timestamp, position, head)
+        chain = chains.get(visitor)
+        if chain is None:
+            chain = chains[visitor] = []
+        chain.append(member)
+        if ad is not None:
+            ad_docs[loc.ulid] = ad
+    queue_adds(u, keys.conversions_by_name(ks, workspace), by_name)
+    queue_adds(u, keys.tp_chains(ks, workspace), chains)
     state_hash = u.hset[keys.tp_sessions(ks, workspace)]
     for v in sorted(touched):
         state_hash[v] = sessions[v].encode()
-
-
-def decode_touchpoint(raw: bytes) -> Touchpoint:
-    return _tp_decoder.decode(raw)
-
-
-def decode_conversion(raw: bytes) -> Conversion:
-    return _conv_decoder.decode(raw)

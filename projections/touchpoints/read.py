@@ -6,24 +6,34 @@ Whose touchpoints a conversion draws on is read through the identity projection 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import polars as pl
 from redis.asyncio import Redis
 
 from ..identity import Person, read_companies, read_company_contact_ids, read_people, read_people_of_events
 from ..keyspace import Keyspace
-from ..located import stream_id
+from ..located import stream_id, ulid_text
 from . import keys
-from .chains import (
-    TS_DIGITS,
-    Conversion,
-    Touchpoint,
-    chain_member,
-    decode_conversion,
-    decode_touchpoint,
-    visitor_of_email,
-)
+from .chains import visitor_of_anonymous, visitor_of_email, visitor_of_user
+from .chunks import read_ranges
+from .classify import Classified
 from .models import attribute, window_start_ms
+from .records import (
+    AdFields,
+    ConversionRecord,
+    TouchRef,
+    classified,
+    decode_ad_doc,
+    decode_conversion_doc,
+    key_of_text,
+    key_text,
+    read_conversion_member,
+    read_touch_member,
+    time_key,
+    ulid_bytes_ms,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +48,47 @@ class AttributionQuery:
     window_days: int | None = None
     snapshot: str | None = None  # log entry id: rows of later entries are left out (stable pages)
     query_mode: str = "profile"
+    ad_fields: bool = True  # whether rows need their touchpoint's ad hierarchy fields (one more read)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A conversion (a tracked event) as attribution rows show it."""
+
+    id: str  # evt_<ULID>
+    ts: int
+    name: str
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    amount: float = 0.0
+    order_id: str | None = None
+    order_name: str | None = None
+    is_upsell: bool = False
+    url: str | None = None
+
+    @property
+    def visitors(self) -> list[str]:
+        return [v for v in (visitor_of_anonymous(self.anonymous_id), visitor_of_user(self.user_id)) if v]
+
+
+@dataclass(frozen=True, slots=True)
+class Touchpoint:
+    """A credited touchpoint; its id is `tp_<ULID of the event that opened the session (or the email click)>`,
+    made when asked for (a page reads more rows than it keeps)."""
+
+    key: bytes  # `records.KEY_LEN` bytes: time, ULID
+    ts: int
+    touch: Classified
+
+    @property
+    def id(self) -> str:
+        return f"tp_{ulid_text(self.key[6:])}"
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     conversion: Conversion
-    member: str
+    member: str  # the conversion's key as text (`records.key_text`): rows are in (member, pos) order
     pos: int  # the touchpoint's place in the conversion's credited chain (0 without attribution)
     touchpoint: Touchpoint | None
     source: str | None
@@ -131,8 +176,51 @@ class ChainResolver:
         return out
 
 
-def _lex(ms: int) -> str:
-    return f"{max(ms, 0):0{TS_DIGITS}d}"
+def _before(entry: tuple[int, int], snapshot: tuple[int, int] | None) -> bool:
+    return snapshot is None or entry <= snapshot
+
+
+async def _conversions(
+    redis: Redis,
+    ks: Keyspace,
+    workspace: str,
+    found: list[tuple[bytes, str]],
+    snapshot: tuple[int, int] | None,
+) -> list[tuple[str, Conversion]]:
+    """(member text, conversion) of index members (with their event name), ascending; later than the
+    snapshot left out. Spilled records and page URLs are read in one round trip."""
+    decoded: list[tuple[str, str, ConversionRecord]] = []  # (key as text, name, record)
+    for m, name in found:
+        key, rec = read_conversion_member(m)
+        if _before((ulid_bytes_ms(key[6:]) + rec.entry_offset, rec.entry_seq), snapshot):
+            decoded.append((key_text(key), name, rec))
+    spilled = [k[13:] for k, _, rec in decoded if rec.spilled]
+    if spilled:
+        docs = await redis.hmget(keys.conversion_docs(ks, workspace), spilled)
+        full = {u: decode_conversion_doc(d) for u, d in zip(spilled, docs, strict=True) if d is not None}
+        decoded = [(k, n, full.get(k[13:], r) if r.spilled else r) for k, n, r in decoded]
+        decoded = [d for d in decoded if not d[2].spilled]
+    url_ids = sorted({rec.url for *_, rec in decoded if rec.url})
+    urls: dict[int, str] = {}
+    if url_ids:
+        found_urls = await redis.hmget(keys.conversion_urls(ks, workspace), [str(i) for i in url_ids])
+        urls = {i: u.decode() for i, u in zip(url_ids, found_urls, strict=True) if u is not None}
+    out = []
+    for text, name, rec in decoded:
+        c = Conversion(
+            id=f"evt_{text[13:]}",
+            ts=rec.ts if rec.ts is not None else int(text[:13]),
+            name=name,
+            anonymous_id=rec.anonymous_id,
+            user_id=rec.user_id,
+            amount=rec.amount,
+            order_id=rec.order_id,
+            order_name=rec.order_name,
+            is_upsell=rec.is_upsell,
+            url=urls.get(rec.url),
+        )
+        out.append((text, c))
+    return out
 
 
 async def _conversion_chunk(
@@ -141,21 +229,39 @@ async def _conversion_chunk(
     workspace: str,
     q: AttributionQuery,
     *,
-    lo: str,
-    hi: str,
+    lo: bytes,
+    hi: bytes,
     backward: bool,
     count: int,
-) -> list[str]:
-    """Up to `count` conversion members between the BYLEX bounds over every asked name, in walk order."""
-    pipe = redis.pipeline(transaction=False)
-    for name in q.names:
-        key = keys.conversions_by_name(ks, workspace, name)
-        if backward:
-            pipe.zrange(key, hi, lo, bylex=True, desc=True, offset=0, num=count)
-        else:
-            pipe.zrange(key, lo, hi, bylex=True, offset=0, num=count)
-    members = sorted({m.decode() for reply in await pipe.execute() for m in reply}, reverse=backward)
-    return members[:count]
+) -> list[tuple[bytes, str]]:
+    """Up to `count` conversion members (with their name) between the BYLEX bounds over every asked name, in
+    walk order."""
+    sets = keys.conversions_by_name(ks, workspace)
+    ranges = [(n, lo, hi) for n in q.names]
+    members = await read_ranges(redis, sets, ranges, rev=backward, count=count)
+    found = [(m, name) for name, ms in zip(q.names, members, strict=True) for m in ms]
+    found.sort(reverse=backward)
+    return found[:count]
+
+
+async def _touchpoints(
+    redis: Redis,
+    ks: Keyspace,
+    workspace: str,
+    span: dict[str, tuple[int | None, int]],
+    snapshot: tuple[int, int] | None,
+) -> dict[str, list[TouchRef]]:
+    """Each visitor's touchpoints between the times of `span` (None: from the start), later than the snapshot
+    left out."""
+    order = sorted(span)
+    ranges = [(v, b"[" + time_key(span[v][0] or 0), b"(" + time_key(span[v][1] + 1)) for v in order]
+    found = await read_ranges(redis, keys.tp_chains(ks, workspace), ranges)
+    out: dict[str, list[TouchRef]] = {}
+    for v, members in zip(order, found, strict=True):
+        refs = [t for m in members if _before((t := read_touch_member(m)).entry, snapshot)]
+        if refs:
+            out[v] = refs
+    return out
 
 
 async def _rows_of(
@@ -163,25 +269,16 @@ async def _rows_of(
     ks: Keyspace,
     workspace: str,
     q: AttributionQuery,
-    members: list[str],
+    found: list[tuple[bytes, str]],
     resolver: ChainResolver,
-    accept: object,
+    accept: Callable[[dict[int, object]], bool] | None,
 ) -> list[Row]:
     """The rows of some conversions (ascending), attributed when the query has sources."""
-    if not members:
-        return []
-    raws = await redis.hmget(keys.conversion_docs(ks, workspace), [m[TS_DIGITS:] for m in members])
-    convs: list[tuple[str, Conversion]] = []
-    for m, raw in zip(members, raws, strict=True):
-        if raw is None:
-            continue
-        c = decode_conversion(raw)
-        if q.snapshot is not None and stream_id(c.entry_id) > stream_id(q.snapshot):
-            continue
-        convs.append((m, c))
+    snapshot = stream_id(q.snapshot) if q.snapshot is not None else None
+    convs = await _conversions(redis, ks, workspace, found, snapshot)
     if accept is not None and convs:
         fields = await resolver.fields_of([c for _, c in convs])
-        convs = [mc for mc, f in zip(convs, fields, strict=True) if accept(f)]  # type: ignore[operator]
+        convs = [mc for mc, f in zip(convs, fields, strict=True) if accept(f)]
     if q.sources is None:
         return [Row(c, m, 0, None, None, c.amount) for m, c in convs]
     if not convs:
@@ -194,48 +291,51 @@ async def _rows_of(
         for v in vs:
             a, b = span.get(v, (lo, c.ts))
             span[v] = (None if a is None or lo is None else min(a, lo), max(b, c.ts))
-    order = sorted(span)
-    pipe = redis.pipeline(transaction=False)
-    chains_key = keys.tp_chains(ks, workspace)
-    for v in order:
-        a, b = span[v]
-        lo_lex = "[" + chain_member(v, a or 0, "")
-        pipe.zrange(chains_key, lo_lex, "(" + chain_member(v, b + 1, ""), bylex=True)
-    cut = TS_DIGITS + 1
-    tp_ids = {
-        v: [m.decode()[len(v) + cut :] for m in reply]
-        for v, reply in zip(order, await pipe.execute(), strict=True)
-    }
-    wanted = sorted({t for ts in tp_ids.values() for t in ts})
-    tps: dict[str, Touchpoint] = {}
-    if wanted:
-        for raw in await redis.hmget(keys.tp_docs(ks, workspace), wanted):
-            if raw is not None:
-                tp = decode_touchpoint(raw)
-                if q.snapshot is None or stream_id(tp.entry_id) <= stream_id(q.snapshot):
-                    tps[tp.id] = tp
-    batch = []
-    for (m, c), vs in zip(convs, visitor_lists, strict=True):
-        touches = {t: tps[t] for v in vs for t in tp_ids.get(v, []) if t in tps}
-        batch.append((m, c.ts, c.amount, [(tp.ts, tp.id, tp.touch.source) for tp in touches.values()]))
-    credited = attribute(batch, q.model, q.window_days)
+    chains = await _touchpoints(redis, ks, workspace, span, snapshot)
+    # Touchpoints go to the models as (time, key, source), the key as hex: it orders as the ids do. A touchpoint
+    # is in one visitor's chain only, so a conversion's are its visitors' chains put together.
+    by_hex: dict[str, TouchRef] = {}
+    touches_of: dict[str, list[tuple[int, str, str]]] = {}
+    for v, refs in chains.items():
+        touches = touches_of[v] = []
+        for t in refs:
+            h = t.key.hex()
+            by_hex[h] = t
+            touches.append((t.ts, h, t.source))
+    batch = [
+        (m, c.ts, c.amount, [t for v in vs for t in touches_of.get(v, ())])
+        for (m, c), vs in zip(convs, visitor_lists, strict=True)
+    ]
     by_member = dict(convs)
-    rows = []
-    for r in credited.iter_rows(named=True):
-        if r["source"] not in q.sources:
-            continue
-        tp_id = r["touchpoint_id"]
-        rows.append(
-            Row(
-                by_member[r["conv"]],
-                r["conv"],
-                r["pos"],
-                tps.get(tp_id) if tp_id else None,
-                r["source"],
-                r["credit"],
-            )
+    credited = attribute(batch, q.model, q.window_days).filter(pl.col("source").is_in(sorted(q.sources)))
+    columns = (credited[c].to_list() for c in ("conv", "pos", "touchpoint_id", "source", "credit"))
+    picked = [
+        (m, pos, by_hex[h] if h else None, src, credit)
+        for m, pos, h, src, credit in zip(*columns, strict=True)
+    ]
+    ad_docs: dict[bytes, AdFields] = {}  # touchpoint ULID (bytes) → ad hierarchy fields kept in a document
+    if q.ad_fields:
+        wanted = sorted(
+            {t.key[6:] for _, _, t, _, _ in picked if t is not None and t.has_ad_fields and t.ad is None}
         )
-    return rows
+        if wanted:
+            found_docs = await redis.hmget(keys.tp_ad_docs(ks, workspace), [ulid_text(w) for w in wanted])
+            ad_docs = {w: decode_ad_doc(d) for w, d in zip(wanted, found_docs, strict=True) if d is not None}
+    return [
+        Row(
+            by_member[m],
+            m,
+            pos,
+            Touchpoint(
+                t.key, t.ts, classified(t.source, (t.ad or ad_docs.get(t.key[6:])) if q.ad_fields else None)
+            )
+            if t
+            else None,
+            source,
+            credit,
+        )
+        for m, pos, t, source, credit in picked
+    ]
 
 
 async def read_attribution_rows(
@@ -248,7 +348,7 @@ async def read_attribution_rows(
     after: tuple[str, int] | None = None,
     before: tuple[str, int] | None = None,
     resolver: ChainResolver | None = None,
-    accept: object = None,
+    accept: Callable[[dict[int, object]], bool] | None = None,
 ) -> list[Row]:
     """Up to `limit` rows in (time, event id, touchpoint position) order: the first ones strictly after
     `after`, or the last ones strictly before `before` (still returned ascending). Keyset pages: a row
@@ -257,32 +357,34 @@ async def read_attribution_rows(
     if not q.names:
         return []
     backward = before is not None
-    lo = "[" + _lex(q.start_ms)
-    hi = "(" + _lex(q.end_ms + 1)
+    lo_key, hi_key = time_key(q.start_ms), time_key(q.end_ms + 1)
+    lo, hi = b"[" + lo_key, b"(" + hi_key
     if after is not None:
-        lo = "[" + after[0]
+        lo_key = key_of_text(after[0])
+        lo = b"[" + lo_key
     if before is not None:
-        hi = "[" + before[0]
+        hi_key = key_of_text(before[0]) + b"\xff"  # every member of the key: its rows before `before`'s pos
+        hi = b"[" + hi_key
     out: list[Row] = []
     count = min(max(limit + 1, 64), 2000)
-    while len(out) < limit:
-        members = await _conversion_chunk(
-            redis, ks, workspace, q, lo=lo, hi=hi, backward=backward, count=count
-        )
-        if not members:
+    while len(out) < limit and lo_key <= hi_key:
+        found = await _conversion_chunk(redis, ks, workspace, q, lo=lo, hi=hi, backward=backward, count=count)
+        if not found:
             break
-        rows = await _rows_of(redis, ks, workspace, q, sorted(members), resolver, accept)
+        rows = await _rows_of(redis, ks, workspace, q, sorted(found), resolver, accept)
         if after is not None:
             rows = [r for r in rows if r.key > after]
         if before is not None:
             rows = [r for r in rows if r.key < before]
         if backward:
             out.extend(reversed(rows))
-            hi = "(" + members[-1]
+            hi_key = found[-1][0]
+            hi = b"(" + hi_key
         else:
             out.extend(rows)
-            lo = "(" + members[-1]
-        if len(members) < count:
+            lo_key = found[-1][0]
+            lo = b"(" + lo_key
+        if len(found) < count:
             break
     out = out[:limit]
     return list(reversed(out)) if backward else out
