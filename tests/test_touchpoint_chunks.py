@@ -20,6 +20,7 @@ from projections.touchpoints.records import (
     MAX_SORT_MS,
     MEMBER_MAX,
     ConversionRecord,
+    anonymous_fields,
     classified,
     conversion_member,
     decode_ad_doc,
@@ -213,3 +214,23 @@ def test_a_conversion_too_big_for_a_member_keeps_its_record_in_a_document():
     assert doc is not None and len(member) <= MEMBER_MAX
     assert read_conversion_member(member)[0] == key and read_conversion_member(member)[1].spilled
     assert decode_conversion_doc(doc.encode()) == big
+
+
+def test_a_browser_uuid_anonymous_id_fits_in_the_member_and_reads_back_exactly():
+    key = event_key(_located(1_780_000_000_000))
+    for anonymous_id, packed in (
+        ("3f0c1e9a-5b7d-4c2e-9a1f-0e8d7c6b5a49", True),  # analytics.js: lowercase UUID v4
+        ("3F0C1E9A-5B7D-4C2E-9A1F-0E8D7C6B5A49", False),  # not as UUID() writes it: kept as sent
+        ("{3f0c1e9a-5b7d-4c2e-9a1f-0e8d7c6b5a}", False),
+        ("anon-1", False),
+        (None, False),
+    ):
+        record = ConversionRecord(user_id="user-12345", url=3, **anonymous_fields(anonymous_id))
+        assert (record.anonymous_uuid is not None) == packed and record.anonymous == anonymous_id
+        member, doc = conversion_member(key, record)
+        assert len(member) <= MEMBER_MAX
+        if packed:
+            # key, then the array: its header, the id (18 bytes, not 37), nil, the user id (11), the url id
+            assert doc is None and len(member) == 22 + 1 + 18 + 1 + 11 + 1
+        back = read_conversion_member(member)[1] if doc is None else decode_conversion_doc(doc.encode())
+        assert back.anonymous == anonymous_id and back.user_id == "user-12345"

@@ -30,6 +30,7 @@ from .records import (
     MAX_SORT_MS,
     AdFields,
     ConversionRecord,
+    anonymous_fields,
     conversion_member,
     event_key,
     position_offset,
@@ -180,9 +181,9 @@ def _conversion_record(
         entry_offset=offset,
         entry_seq=seq,
         ts=None if 0 <= e.timestamp <= MAX_SORT_MS else e.timestamp,
-        anonymous_id=e.anonymous_id,
         user_id=e.user_id,
         url=url_id,
+        **anonymous_fields(e.anonymous_id),
         **_order_fields(e.properties),
     )
 

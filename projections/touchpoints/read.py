@@ -211,7 +211,7 @@ async def _conversions(
             id=f"evt_{text[13:]}",
             ts=rec.ts if rec.ts is not None else int(text[:13]),
             name=name,
-            anonymous_id=rec.anonymous_id,
+            anonymous_id=rec.anonymous,
             user_id=rec.user_id,
             amount=rec.amount,
             order_id=rec.order_id,

@@ -13,7 +13,9 @@ conversion that would not fit keeps its record in `keys.conversion_docs` ("spill
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -100,6 +102,30 @@ class TouchTail(msgspec.Struct, array_like=True, omit_defaults=True, frozen=True
 
 _enc = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
+_DEFAULTS: dict[type, tuple[Any, ...]] = {}
+
+
+def _trimmed(record: msgspec.Struct) -> list[Any]:
+    """A record as the array its member stores, without its trailing default values (msgspec writes every field
+    of an array-like struct, `omit_defaults` or not; its decoder gives omitted trailing fields their defaults)."""
+    defaults = _DEFAULTS.get(type(record))
+    if defaults is None:
+        defaults = _DEFAULTS[type(record)] = tuple(f.default for f in msgspec.structs.fields(record))
+    values = list(msgspec.structs.astuple(record))
+    n = len(values)
+    while n and values[n - 1] == defaults[n - 1] and type(values[n - 1]) is type(defaults[n - 1]):
+        n -= 1
+    del values[n:]
+    for i, v in enumerate(values):
+        if isinstance(v, msgspec.Struct):
+            values[i] = _trimmed(v)
+    return values
+
+
+def _pack(record: msgspec.Struct) -> bytes:
+    return _enc.encode(_trimmed(record))
+
+
 _tail_dec = msgspec.msgpack.Decoder(TouchTail)
 _ad_dec = msgspec.json.Decoder(AdFields)
 _NO_AD = AdFields()
@@ -121,13 +147,13 @@ def touch_member(
     code, ad = head
     exact_ts = None if 0 <= ts <= MAX_SORT_MS else ts
     if ad is not None:
-        member = key + code + _enc.encode(TouchTail(*position, ad, exact_ts))
+        member = key + code + _pack(TouchTail(*position, ad, exact_ts))
         if len(member) <= MEMBER_MAX:
             return member, None
     doc = None if ad is None else _json.encode(ad).decode()
     if position == (0, 0) and exact_ts is None:
         return key + code, doc
-    return key + code + _enc.encode(TouchTail(*position, None, exact_ts)), doc
+    return key + code + _pack(TouchTail(*position, None, exact_ts)), doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +201,8 @@ class ConversionRecord(msgspec.Struct, array_like=True, omit_defaults=True, froz
     fields most conversions have come first); a spilled one carries its position and `spilled` only, and
     `keys.conversion_docs` holds the whole record."""
 
-    anonymous_id: str | None = None
+    anonymous_uuid: bytes | None = None  # an anonymous id that is a UUID as browsers write them, in 16 bytes
+    anonymous_id: str | None = None  # any other anonymous id
     user_id: str | None = None
     url: int = 0  # the page URL's id in `keys.conversion_urls` (0: none)
     entry_offset: int = 0
@@ -187,6 +214,26 @@ class ConversionRecord(msgspec.Struct, array_like=True, omit_defaults=True, froz
     ts: int | None = None  # the exact event time when the key's is clamped
     spilled: bool = False
 
+    @property
+    def anonymous(self) -> str | None:
+        """The anonymous id, whichever way it is stored."""
+        if self.anonymous_uuid is not None:
+            return str(uuid.UUID(bytes=self.anonymous_uuid))
+        return self.anonymous_id
+
+
+def anonymous_fields(anonymous_id: str | None) -> dict[str, Any]:
+    """A `ConversionRecord`'s anonymous id fields: analytics.js writes a lowercase UUID (36 characters), kept in
+    16 bytes so that the member keeps fitting in MEMBER_MAX; any other id as it is (exactly as sent)."""
+    if anonymous_id is not None and len(anonymous_id) == 36:
+        try:
+            packed = uuid.UUID(anonymous_id)
+        except ValueError:
+            packed = None
+        if packed is not None and str(packed) == anonymous_id:
+            return {"anonymous_uuid": packed.bytes}
+    return {"anonymous_id": anonymous_id}
+
 
 _conv_dec = msgspec.msgpack.Decoder(ConversionRecord)
 _conv_json_dec = msgspec.json.Decoder(ConversionRecord)
@@ -195,11 +242,11 @@ _conv_json_dec = msgspec.json.Decoder(ConversionRecord)
 def conversion_member(key: bytes, record: ConversionRecord) -> tuple[bytes, str | None]:
     """A conversion's index member (`key`: `event_key`), and its spilled document (JSON; None: the member holds
     it all)."""
-    member = key + _enc.encode(record)
+    member = key + _pack(record)
     if len(member) <= MEMBER_MAX:
         return member, None
     short = ConversionRecord(entry_offset=record.entry_offset, entry_seq=record.entry_seq, spilled=True)
-    return key + _enc.encode(short), _json.encode(record).decode()
+    return key + _pack(short), _json.encode(record).decode()
 
 
 def read_conversion_member(m: bytes) -> tuple[bytes, ConversionRecord]:
