@@ -15,8 +15,6 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
-import platform
 import random
 import shutil
 import statistics
@@ -35,7 +33,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import server_env, spawn, wait_http  # noqa: E402
+from harness import load_average, machine, server_env, spawn, wait_http  # noqa: E402
 from memory import memory_by_kind, per_event  # noqa: E402
 
 from api.embedded import EmbeddedValkey, free_port  # noqa: E402
@@ -327,15 +325,61 @@ def duck_latencies(con: Any, table: str, plans: list[Query]) -> list[float]:
     return out
 
 
-async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> dict[str, Any]:
+def timed_cli(args: list[str], env: dict[str, str]) -> float:
+    """Seconds one `streamfold` command takes (it must succeed)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+async def history(redis: Redis, env: dict[str, str], tmp: Path, n: int, base_mem: int) -> dict[str, Any]:
+    """Export (Parquet, JSON lines) from the live log, archive every log day older than 30 days, export again
+    (now mostly from the archive): events/s and MB/s of each, and Redis memory once the log is trimmed."""
+    out: dict[str, Any] = {}
+
+    def rate(name: str, seconds: float, path: Path) -> None:
+        size = (
+            sum(f.stat().st_size for f in path.rglob("*.parquet")) if path.is_dir() else path.stat().st_size
+        )
+        out[name] = {
+            "seconds": round(seconds, 1),
+            "events_per_s": round(n / seconds),
+            "mb_per_s": round(size / 2**20 / seconds, 1),
+            "bytes_per_event": round(size / n, 1),
+        }
+        print(f"{name}: {json.dumps(out[name])}", flush=True)
+
+    for fmt in ("parquet", "jsonl"):
+        path = tmp / f"export-live.{fmt}"
+        rate(f"export_{fmt}_from_log", timed_cli(["export", "--workspace", "bench", "--format", fmt, "--out", str(path)], env), path)  # fmt: skip
+        path.unlink()
+    archive_dir = Path(env["STREAMFOLD_DATA_DIR"]) / "archive"
+    rate("archive", timed_cli(["archive", "--after-days", "30"], env), archive_dir)
+    out["redis_bytes_per_event_after_archive"] = round(
+        (int((await redis.info("memory"))["used_memory"]) - base_mem) / n
+    )
+    path = tmp / "export-archived.parquet"
+    rate("export_parquet_from_archive", timed_cli(["export", "--workspace", "bench", "--out", str(path)], env), path)  # fmt: skip
+    return out
+
+
+async def run(
+    n: int, requests: int, duck_runs: int, max_memory_gb: float, with_history: bool
+) -> dict[str, Any]:
     import duckdb
 
+    load_before = load_average()
     tmp = Path(tempfile.mkdtemp(prefix="sf-qbench-"))
     server = EmbeddedValkey(tmp / "valkey", free_port(), appendonly=False)
     url = server.start()
     port = free_port()
     settings = Settings(redis_url=url, partitions=16)
-    env = {**server_env(url, port), "STREAMFOLD_FOLD_BATCH_ENTRIES": "500"}
+    env = {
+        **server_env(url, port),
+        "STREAMFOLD_FOLD_BATCH_ENTRIES": "500",
+        "STREAMFOLD_DATA_DIR": str(tmp / "data"),
+        "STREAMFOLD_PARTITIONS": str(settings.partitions),
+    }
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {}
     try:
@@ -382,10 +426,14 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
             rows.append(row)
             print(json.dumps(row), flush=True)
         con.close()
+        load_after_queries = load_average()
+        extra = {"history": await history(redis, env, tmp, n, base_mem)} if with_history else {}
         await redis.aclose()
         result = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.node()} · {os.cpu_count()} vCPU · {platform.machine()} · Python {platform.python_version()}",
+            "machine": machine(),
+            "load_average_before": load_before,
+            "load_average_after_queries": load_after_queries,
             "events": n,
             "requests_per_query": requests,
             "duckdb_runs_per_query": duck_runs,
@@ -397,6 +445,7 @@ async def run(n: int, requests: int, duck_runs: int, max_memory_gb: float) -> di
             "parquet_bytes_per_event": round(parquet.stat().st_size / n),
             "redis_bytes_per_event_by_key_kind": breakdown,
             "queries": rows,
+            **extra,
         }
     finally:
         for p in procs:
@@ -419,7 +468,8 @@ def write_results(r: dict[str, Any]) -> Path:
     lines = [
         f"# Query benchmark — {r['events']:,} events — {r['date']}",
         "",
-        f"Machine: {r['machine']} (shared with other agents, noisy: read ratios, not absolutes).",
+        f"Machine: {r['machine']}; load average {r.get('load_average_before')} before, "
+        f"{r.get('load_average_after_queries')} after the queries (nothing else running).",
         f"Data: {r['events']:,} synthetic events, 12 skewed types, 200 domains, ~4k URLs, 365 days, 30% of visitors",
         f"identified; appended straight into the log ({r['load_events_per_s']:,} events/s), folded by one `streamfold fold`",
         f"process at **{r['fold_events_per_s']:,} events/s**. API: `streamfold serve --no-fold`, one uvicorn worker, private",
@@ -445,6 +495,32 @@ def write_results(r: dict[str, Any]) -> Path:
         + ", ".join(f"`{k}` {v:g}" for k, v in r["redis_bytes_per_event_by_key_kind"].items()),
         "",
     ]
+    h = r.get("history")
+    if h:
+        lines += [
+            "History at this size (`--history`): `streamfold export` of the workspace from the live log, `streamfold",
+            "archive --after-days 30` (every partition, verified Parquet files, log trimmed), export again.",
+            "",
+            "| job | time | events/s | MB/s | bytes/event written |",
+            "|---|---|---|---|---|",
+        ]
+        for name in (
+            "export_parquet_from_log",
+            "export_jsonl_from_log",
+            "archive",
+            "export_parquet_from_archive",
+        ):
+            x = h[name]
+            lines.append(
+                f"| {name.replace('_', ' ')} | {x['seconds']} s | {x['events_per_s']:,} | {x['mb_per_s']} | "
+                f"{x['bytes_per_event']} |"
+            )
+        lines += [
+            "",
+            f"Redis memory once the archived days left the log: {h['redis_bytes_per_event_after_archive']:,} "
+            "bytes/event (projections; the events projection reads archived events from the files).",
+            "",
+        ]
     md = RESULTS / f"{tag}.md"
     md.write_text("\n".join(lines))
     return md
@@ -458,8 +534,11 @@ def main() -> None:
     ap.add_argument(
         "--max-memory-gb", type=float, default=16.0, help="valkey maxmemory (noeviction): a bound"
     )
+    ap.add_argument(
+        "--history", action="store_true", help="then export, archive and export again, timing each (rates)"
+    )
     args = ap.parse_args()
-    result = asyncio.run(run(args.events, args.requests, args.duckdb_runs, args.max_memory_gb))
+    result = asyncio.run(run(args.events, args.requests, args.duckdb_runs, args.max_memory_gb, args.history))
     print(f"wrote {write_results(result)}")
 
 

@@ -65,8 +65,8 @@ class Settings:
     fold_partitions: str = "all"
     # A resent messageId within this many days (log time) is stored once; changing it re-folds every partition.
     dedupe_window_days: int = 7
-    # Events older than this many days (log time) leave Redis: dropped from the per-event projections, their log
-    # entries moved to Parquet under `archive_dir` (0: never). Changing it re-folds every partition.
+    # Log days older than this many days (log time) move from the Redis log to verified Parquet files under
+    # `archive_dir` (0: never); the projections keep their events and read archived ones from the files.
     archive_after_days: int = 0
     archive_dir: str = ""  # default: <data_dir>/archive
     archive_interval_seconds: float = 3600.0  # how often a fold worker looks for days to archive
