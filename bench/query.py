@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,23 @@ COLS = "id, event, ts, url, domain"
 ORDER = "ORDER BY ts DESC, id DESC"
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the two engines' SQL; everything else is written once, for both."""
+
+    name: str
+    contains: Callable[[str, str], str]  # (column, lower-case needle) → "the column contains it, any case"
+    day: Callable[[str], str]  # a column of epoch ms → its UTC day number
+
+
+DUCKDB = Dialect("duckdb", lambda c, s: f"contains(lower({c}), {q(s)})", lambda c: f"({c} // {DAY})")
+# positionCaseInsensitive: ASCII case folding, like lower() on this data (ASCII only); NULL in, NULL out
+CHDB = Dialect(
+    "chdb", lambda c, s: f"positionCaseInsensitive({c}, {q(s)}) > 0", lambda c: f"intDiv({c}, {DAY})"
+)
+DIALECTS = (DUCKDB, CHDB)
+
+
 def list_sql(where: str, offset: int = 0, limit: int = 50) -> list[str]:
     """A list request answers the page and its total."""
     w = f"WHERE {where}" if where else ""
@@ -211,7 +229,7 @@ def list_sql(where: str, offset: int = 0, limit: int = 50) -> list[str]:
     ]
 
 
-def stats_sql(where: str, group_by: str | None) -> list[str]:
+def stats_sql(d: Dialect, where: str, group_by: str | None) -> list[str]:
     w = f"WHERE {where}" if where else ""
     out = [f"SELECT count(*) FROM {{t}} {w}"]
     if group_by in (None, "type"):
@@ -223,12 +241,17 @@ def stats_sql(where: str, group_by: str | None) -> list[str]:
         )
     if group_by in (None, "day"):
         out.append(
-            f"SELECT d, count(*) FROM (SELECT (ts // {DAY}) d FROM {{t}} {w}) GROUP BY d ORDER BY d DESC LIMIT 90"
+            f"SELECT d, count(*) FROM (SELECT {d.day('ts')} d FROM {{t}} {w}) GROUP BY d ORDER BY d DESC LIMIT 90"
         )
     return out
 
 
-Query = tuple[str, dict[str, Any], list[str]]  # path, params, SQL statements
+Query = tuple[str, dict[str, Any], dict[str, list[str]]]  # path, params, SQL statements by dialect name
+
+
+def query(path: str, params: dict[str, Any], sql: Callable[[Dialect], list[str]]) -> Query:
+    """One request and its SQL in every dialect (the same parameters, drawn once)."""
+    return path, params, {d.name: sql(d) for d in DIALECTS}
 
 
 def make_queries(rng: random.Random) -> dict[str, Callable[[], Query]]:
@@ -243,41 +266,43 @@ def make_queries(rng: random.Random) -> dict[str, Callable[[], Query]]:
         lo, hi = window(90)
         where = f"event = {q(t)} AND domain = {q(d)} AND ts BETWEEN {lo} AND {hi}"
         params = {"event_type": t, "domain": d, "date_after": iso(lo), "date_before": iso(hi), "limit": 50}
-        return "/v1/events", params, list_sql(where)
+        return query("/v1/events", params, lambda _: list_sql(where))
 
     def url_contains() -> Query:
         s = rng.choice(["pricing", "docs/api", "blog/", "careers", "signup", "features/faq", "hooli1"])
-        return "/v1/events", {"url_contains": s, "limit": 50}, list_sql(f"contains(lower(url), {q(s)})")
+        return query("/v1/events", {"url_contains": s, "limit": 50}, lambda d: list_sql(d.contains("url", s)))
 
     def search() -> Query:
         s = rng.choice(["click", "video", "stark", "email", "setup", "download"])
-        where = " OR ".join(f"contains(lower({c}), {q(s)})" for c in ("event", "url", "domain"))
-        return "/v1/events", {"search": s, "limit": 50}, list_sql(where)
+        return query(
+            "/v1/events",
+            {"search": s, "limit": 50},
+            lambda d: list_sql(" OR ".join(d.contains(c, s) for c in ("event", "url", "domain"))),
+        )
 
     def count_type_30d() -> Query:
         t = rng.choice(list(TYPES))
         lo, hi = window(30)
         params = {"event_type": t, "date_after": iso(lo), "date_before": iso(hi), "count_only": "true"}
-        return (
-            "/v1/events",
-            params,
-            [f"SELECT count(*) FROM {{t}} WHERE event = {q(t)} AND ts BETWEEN {lo} AND {hi}"],
-        )
+        sql = f"SELECT count(*) FROM {{t}} WHERE event = {q(t)} AND ts BETWEEN {lo} AND {hi}"
+        return query("/v1/events", params, lambda _: [sql])
 
     return {
-        "newest 50, no filter": lambda: ("/v1/events", {"limit": 50}, list_sql("")),
-        "page 200 (offset 9950)": lambda: ("/v1/events", {"limit": 50, "page": 200}, list_sql("", 9950)),
+        "newest 50, no filter": lambda: query("/v1/events", {"limit": 50}, lambda _: list_sql("")),
+        "page 200 (offset 9950)": lambda: query(
+            "/v1/events", {"limit": 50, "page": 200}, lambda _: list_sql("", 9950)
+        ),
         "type + domain + 90 days": type_domain_90d,
         "url_contains": url_contains,
         "search": search,
-        "identified_only": lambda: (
-            "/v1/events",
-            {"identified_only": "true", "limit": 50},
-            list_sql("identified"),
+        "identified_only": lambda: query(
+            "/v1/events", {"identified_only": "true", "limit": 50}, lambda _: list_sql("identified")
         ),
         "count_only (type, 30 days)": count_type_30d,
-        "stats group_by=day": lambda: ("/v1/events/stats", {"group_by": "day"}, stats_sql("", "day")),
-        "stats, all three": lambda: ("/v1/events/stats", {}, stats_sql("", None)),
+        "stats group_by=day": lambda: query(
+            "/v1/events/stats", {"group_by": "day"}, lambda d: stats_sql(d, "", "day")
+        ),
+        "stats, all three": lambda: query("/v1/events/stats", {}, lambda d: stats_sql(d, "", None)),
     }
 
 
@@ -312,15 +337,17 @@ def http_latencies(port: int, read_key: str, plans: list[Query]) -> list[float]:
     return out
 
 
-def duck_latencies(con: Any, table: str, plans: list[Query]) -> list[float]:
+def sql_latencies(fetch: Callable[[str], Any], d: Dialect, table: str, plans: list[Query]) -> list[float]:
+    """Seconds each plan's statements take in-process, sequentially, every row fetched into Python; `fetch`
+    runs one statement and returns its rows (the same measure for each engine)."""
     out = []
     for _, _, sqls in plans[:3]:  # warm-up
-        for sql in sqls:
-            con.execute(sql.format(t=table)).fetchall()
+        for sql in sqls[d.name]:
+            fetch(sql.format(t=table))
     for _, _, sqls in plans:
         t0 = time.perf_counter()
-        for sql in sqls:
-            con.execute(sql.format(t=table)).fetchall()
+        for sql in sqls[d.name]:
+            fetch(sql.format(t=table))
         out.append(time.perf_counter() - t0)
     return out
 
@@ -411,12 +438,16 @@ async def run(
         con = duckdb.connect()
         con.execute(f"CREATE VIEW pq AS SELECT * FROM read_parquet({q(str(parquet))})")
         con.execute("CREATE TABLE tb AS SELECT * FROM pq")
+
+        def duck_rows(sql: str) -> list[tuple[Any, ...]]:
+            return con.execute(sql).fetchall()
+
         rows = []
         for name, make in make_queries(random.Random(5)).items():
             plans = [make() for _ in range(requests)]
             api = http_latencies(port, read_key, plans)
-            tb = duck_latencies(con, "tb", plans[:duck_runs])
-            pqt = duck_latencies(con, "pq", plans[:duck_runs])
+            tb = sql_latencies(duck_rows, DUCKDB, "tb", plans[:duck_runs])
+            pqt = sql_latencies(duck_rows, DUCKDB, "pq", plans[:duck_runs])
             row = {
                 "query": name,
                 "api_p50_ms": pct(api, 0.5), "api_p99_ms": pct(api, 0.99),
