@@ -6,7 +6,9 @@ entry per simulated request of 1–40 events,
 then `streamfold fold` folds them (the fold rate is measured), then `streamfold serve --no-fold` answers
 ≥ 200 requests of each query type, sequentially over keep-alive HTTP (p50/p99 client-side). The same events
 go to a Parquet file; DuckDB (in-process) answers the same queries over the Parquet file and over a table
-loaded from it. Writes bench/results/query-<N>-<date>.md and .json. Only 127.0.0.1.
+loaded from it, and chdb (embedded ClickHouse, in-process) over a MergeTree table loaded from it, sorted by
+(event, domain, ts); both tables' rows are checked equal. The API is compared with the faster of the two
+tables, query by query. Writes bench/results/query-<N>-<date>.md and .json. Only 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -352,6 +354,51 @@ def sql_latencies(fetch: Callable[[str], Any], d: Dialect, table: str, plans: li
     return out
 
 
+# The Parquet columns; url and domain hold NULLs (events without a page), as in DuckDB. event and domain as
+# LowCardinality (ClickHouse's dictionary encoding; DuckDB compresses its table by dictionary on its own).
+CHDB_TABLE = (
+    "CREATE TABLE ev (id String, event LowCardinality(String), ts Int64, created Int64, url Nullable(String),"
+    " domain LowCardinality(Nullable(String)), identified Bool)"
+    " ENGINE = MergeTree ORDER BY (event, domain, ts) SETTINGS allow_nullable_key = 1"
+)
+
+
+def chdb_load(path: Path, parquet: Path) -> Any:
+    """A chdb (embedded ClickHouse) connection whose database, on disk at `path`, holds the Parquet file's events
+    in table `ev`: a MergeTree sorted by (event, domain, ts), merged into one part."""
+    import chdb
+
+    conn = chdb.connect(str(path))
+    conn.query(CHDB_TABLE)
+    conn.query(f"INSERT INTO ev SELECT * FROM file({q(str(parquet))}, Parquet)")
+    conn.query("OPTIMIZE TABLE ev FINAL")
+    return conn
+
+
+def chdb_fetch(conn: Any) -> Callable[[str], list[tuple[Any, ...]]]:
+    """Runs one statement on chdb and returns its rows as tuples, like DuckDB's fetchall()."""
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        raw = conn.query(
+            sql, "JSONCompactEachRow"
+        ).bytes()  # one JSON array a line (newlines in strings escaped)
+        return [tuple(r) for r in msgspec.json.decode(b"[" + raw.rstrip().replace(b"\n", b",") + b"]")]
+
+    return rows
+
+
+def check_same(name: str, plan: Query, duck: Callable[[str], Any], ch: Callable[[str], Any]) -> None:
+    """DuckDB's table and chdb answer the plan's statements with the same rows, or the run stops here."""
+    for d_sql, c_sql in zip(plan[2][DUCKDB.name], plan[2][CHDB.name], strict=True):
+        c_sql = c_sql.format(t="ev")
+        want, got = [tuple(r) for r in duck(d_sql.format(t="tb"))], ch(c_sql)
+        if got != want:
+            raise RuntimeError(
+                f"{name}: chdb and DuckDB disagree on {c_sql!r} ({len(got)} rows against {len(want)}):"
+                f" {got[:3]} … against {want[:3]} …"
+            )
+
+
 def timed_cli(args: list[str], env: dict[str, str]) -> float:
     """Seconds one `streamfold` command takes (it must succeed)."""
     t0 = time.perf_counter()
@@ -393,6 +440,7 @@ async def history(redis: Redis, env: dict[str, str], tmp: Path, n: int, base_mem
 async def run(
     n: int, requests: int, duck_runs: int, max_memory_gb: float, with_history: bool
 ) -> dict[str, Any]:
+    import chdb
     import duckdb
 
     load_before = load_average()
@@ -437,26 +485,37 @@ async def run(
         await wait_http(port)
         con = duckdb.connect()
         con.execute(f"CREATE VIEW pq AS SELECT * FROM read_parquet({q(str(parquet))})")
+        t0 = time.perf_counter()
         con.execute("CREATE TABLE tb AS SELECT * FROM pq")
+        duckdb_load_s = time.perf_counter() - t0
 
         def duck_rows(sql: str) -> list[tuple[Any, ...]]:
             return con.execute(sql).fetchall()
 
+        t0 = time.perf_counter()
+        ch_conn = chdb_load(tmp / "chdb", parquet)
+        chdb_load_s = time.perf_counter() - t0
+        ch_rows = chdb_fetch(ch_conn)
+        print(f"tables loaded: DuckDB {duckdb_load_s:.1f}s, chdb {chdb_load_s:.1f}s", flush=True)
         rows = []
         for name, make in make_queries(random.Random(5)).items():
             plans = [make() for _ in range(requests)]
             api = http_latencies(port, read_key, plans)
             tb = sql_latencies(duck_rows, DUCKDB, "tb", plans[:duck_runs])
             pqt = sql_latencies(duck_rows, DUCKDB, "pq", plans[:duck_runs])
+            check_same(name, plans[0], duck_rows, ch_rows)
+            ch = sql_latencies(ch_rows, CHDB, "ev", plans[:duck_runs])
             row = {
                 "query": name,
                 "api_p50_ms": pct(api, 0.5), "api_p99_ms": pct(api, 0.99),
                 "duckdb_table_p50_ms": pct(tb, 0.5), "duckdb_table_p99_ms": pct(tb, 0.99),
                 "duckdb_parquet_p50_ms": pct(pqt, 0.5), "duckdb_parquet_p99_ms": pct(pqt, 0.99),
+                "chdb_p50_ms": pct(ch, 0.5), "chdb_p99_ms": pct(ch, 0.99),
             }  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
         con.close()
+        ch_conn.close()
         load_after_queries = load_average()
         extra = {"history": await history(redis, env, tmp, n, base_mem)} if with_history else {}
         await redis.aclose()
@@ -468,6 +527,11 @@ async def run(
             "events": n,
             "requests_per_query": requests,
             "duckdb_runs_per_query": duck_runs,
+            "duckdb_version": duckdb.__version__,
+            "chdb_version": f"{chdb.__version__} (ClickHouse {chdb.engine_version})",
+            "chdb_table": "MergeTree table ORDER BY (event, domain, ts), merged into one part",
+            "duckdb_table_load_s": round(duckdb_load_s, 2),
+            "chdb_table_load_s": round(chdb_load_s, 2),
             "load_events_per_s": round(n / loaded["load_s"]),
             "fold_events_per_s": round(n / fold_s),
             "raw_json_bytes_per_event": round(loaded["raw_json_bytes"]),
@@ -488,6 +552,16 @@ async def run(
     return result
 
 
+def faster_than_baseline(row: dict[str, Any]) -> str:
+    """How many times faster the API is than the faster of DuckDB's table and chdb, at p50 / p99 (which one)."""
+    ratios = []
+    for p in ("p50", "p99"):
+        ms, name = min((row[f"duckdb_table_{p}_ms"], "DuckDB"), (row[f"chdb_{p}_ms"], "chdb"))
+        ratios.append((ms / row[f"api_{p}_ms"], name))
+    (x50, b50), (x99, b99) = ratios
+    return f"{x50:.1f}× / {x99:.1f}× ({b50})" if b50 == b99 else f"{x50:.1f}× ({b50}) / {x99:.1f}× ({b99})"
+
+
 def write_results(r: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     tag = (
@@ -505,18 +579,21 @@ def write_results(r: dict[str, Any]) -> Path:
         f"identified; appended straight into the log ({r['load_events_per_s']:,} events/s), folded by one `streamfold fold`",
         f"process at **{r['fold_events_per_s']:,} events/s**. API: `streamfold serve --no-fold`, one uvicorn worker, private",
         f"valkey-server; {r['requests_per_query']} sequential keep-alive requests per query, varied parameters, client-side",
-        f"latency. Baseline: DuckDB in-process, same events, same parameters ({r['duckdb_runs_per_query']} runs per query),",
-        "over a table and over the Parquet file; a list query runs its count and its page, like the API.",
+        f"latency. Baselines, in-process, same events, same parameters ({r['duckdb_runs_per_query']} runs per query each):",
+        f"DuckDB {r['duckdb_version']} over a table and over the Parquet file; chdb {r['chdb_version']}, embedded",
+        f"ClickHouse, over a {r['chdb_table']}, loaded from the same file. A list query runs its count and",
+        "its page, like the API; chdb's rows equal DuckDB's (checked on the first request of each query). The last",
+        "column compares the API with the faster of DuckDB's table and chdb, for that query and percentile.",
         "",
-        "| query | API p50 | API p99 | DuckDB table p50 / p99 | DuckDB Parquet p50 / p99 | API faster than table, p50 / p99 |",
-        "|---|---|---|---|---|---|",
+        "| query | API p50 | API p99 | DuckDB table p50 / p99 | DuckDB Parquet p50 / p99 | chdb p50 / p99 | API faster than the faster table, p50 / p99 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for q_ in r["queries"]:
         lines.append(
             f"| {q_['query']} | {q_['api_p50_ms']:.1f} ms | {q_['api_p99_ms']:.1f} ms | "
             f"{q_['duckdb_table_p50_ms']:.1f} / {q_['duckdb_table_p99_ms']:.1f} ms | "
             f"{q_['duckdb_parquet_p50_ms']:.1f} / {q_['duckdb_parquet_p99_ms']:.1f} ms | "
-            f"{q_['duckdb_table_p50_ms'] / q_['api_p50_ms']:.1f}× / {q_['duckdb_table_p99_ms'] / q_['api_p99_ms']:.1f}× |"
+            f"{q_['chdb_p50_ms']:.1f} / {q_['chdb_p99_ms']:.1f} ms | {faster_than_baseline(q_)} |"
         )
     lines += [
         "",
